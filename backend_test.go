@@ -1,0 +1,301 @@
+package githubapp
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/fakegithub"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+)
+
+// Fixture IDs shared by the tests.
+const (
+	testAppID       = 1001
+	testClientID    = "Iv23liTESTAPP00001"
+	testOrgInstall  = 2001
+	testUserInstall = 2002
+	testSuspended   = 2003
+)
+
+var (
+	keysOnce             sync.Once
+	testKey, otherKey    *rsa.PrivateKey
+	testKeyPEM, otherPEM string
+)
+
+// testKeys generates two 2048-bit keys once for the package: the App's and a stranger's.
+func testKeys(t testing.TB) {
+	t.Helper()
+	keysOnce.Do(func() {
+		var err error
+		if testKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			panic(err)
+		}
+		if otherKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			panic(err)
+		}
+		testKeyPEM = string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(testKey)}))
+		otherPEM = string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(otherKey)}))
+	})
+}
+
+func testFixture() fakegithub.Fixture {
+	return fakegithub.Fixture{
+		Apps: []fakegithub.App{{ID: testAppID, ClientID: testClientID, Slug: "vault-test", Name: "Vault Test", Owner: "acme"}},
+		Installations: []fakegithub.Installation{
+			{
+				ID: testOrgInstall, AppID: testAppID, Account: "acme", AccountType: "Organization",
+				RepositorySelection: "selected",
+				Repositories: []fakegithub.Repository{
+					{ID: 3001, Name: "api"}, {ID: 3002, Name: "web"}, {ID: 3003, Name: "infra", Private: true},
+				},
+				Permissions: map[string]string{"contents": "write", "metadata": "read", "pull_requests": "write", "issues": "write"},
+			},
+			{
+				ID: testUserInstall, AppID: testAppID, Account: "octocat", AccountType: "User",
+				RepositorySelection: "all",
+				Repositories:        []fakegithub.Repository{{ID: 4001, Name: "dotfiles"}},
+				Permissions:         map[string]string{"contents": "read", "metadata": "read"},
+			},
+			{
+				ID: testSuspended, AppID: testAppID, Account: "frozen", AccountType: "Organization",
+				RepositorySelection: "all",
+				Repositories:        []fakegithub.Repository{{ID: 5001, Name: "ice"}},
+				Permissions:         map[string]string{"contents": "read"}, Suspended: true,
+			},
+		},
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// testEnv is a backend on in-memory storage in front of an in-process GitHub emulator. Every response and error
+// the backend gives is recorded, and its log goes to a buffer at trace level, so that tests can look for leaks.
+type testEnv struct {
+	t       *testing.T
+	b       *backend
+	storage logical.Storage
+	gh      *fakegithub.Server
+	srv     *httptest.Server
+	logs    *syncBuffer
+	sys     *logical.StaticSystemView
+
+	mu      sync.Mutex
+	outputs []string // every response and error, JSON-encoded
+	minted  []string // every token returned
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	testKeys(t)
+	gh, err := fakegithub.New(testFixture())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gh.AddPublicKey(testAppID, &testKey.PublicKey); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gh)
+	t.Cleanup(srv.Close)
+
+	logs := &syncBuffer{}
+	sys := &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
+	e := &testEnv{t: t, gh: gh, srv: srv, logs: logs, sys: sys, storage: &logical.InmemStorage{}}
+	conf := &logical.BackendConfig{
+		Logger:      hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs}),
+		System:      sys,
+		StorageView: e.storage,
+	}
+	b, err := Factory(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.b = b.(*backend)
+	t.Cleanup(func() { e.b.Cleanup(context.Background()) })
+	return e
+}
+
+// configure writes a verified config for the fixture App.
+func (e *testEnv) configure(extra map[string]any) {
+	e.t.Helper()
+	data := map[string]any{"app_id": testAppID, "private_key": testKeyPEM, "base_url": e.srv.URL}
+	for k, v := range extra {
+		data[k] = v
+	}
+	resp, err := e.do(logical.UpdateOperation, "config", data)
+	mustOK(e.t, resp, err)
+}
+
+func (e *testEnv) do(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
+	e.t.Helper()
+	req := &logical.Request{Operation: op, Path: path, Data: data, Storage: e.storage}
+	resp, err := e.b.HandleRequest(context.Background(), req)
+	e.record(resp, err)
+	return resp, err
+}
+
+func (e *testEnv) record(resp *logical.Response, err error) {
+	var parts []string
+	if resp != nil {
+		if tok, ok := resp.Data["token"].(string); ok {
+			e.mu.Lock()
+			e.minted = append(e.minted, tok)
+			e.mu.Unlock()
+		}
+		// Everything but the token field itself.
+		data := map[string]any{}
+		for k, v := range resp.Data {
+			if k != "token" {
+				data[k] = v
+			}
+		}
+		j, _ := json.Marshal(struct {
+			Data     map[string]any
+			Warnings []string
+		}{data, resp.Warnings})
+		parts = append(parts, string(j))
+	}
+	if err != nil {
+		parts = append(parts, err.Error())
+	}
+	e.mu.Lock()
+	e.outputs = append(e.outputs, parts...)
+	e.mu.Unlock()
+}
+
+// mint reads token/<role> and fails the test unless a token came back.
+func (e *testEnv) mint(role string) *logical.Response {
+	e.t.Helper()
+	resp, err := e.do(logical.ReadOperation, "token/"+role, nil)
+	mustOK(e.t, resp, err)
+	if resp == nil || resp.Secret == nil || resp.Data["token"] == "" {
+		e.t.Fatalf("token/%s: no token in %#v", role, resp)
+	}
+	return resp
+}
+
+// revoke runs the lease's revocation as Vault would when it ends.
+func (e *testEnv) revoke(resp *logical.Response) error {
+	// Vault keeps the lease's internal data as JSON; go through the same round trip.
+	raw, err := json.Marshal(resp.Secret.InternalData)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	secret := *resp.Secret
+	secret.InternalData = nil
+	if err := json.Unmarshal(raw, &secret.InternalData); err != nil {
+		e.t.Fatal(err)
+	}
+	req := logical.RevokeRequest("token/"+fmt.Sprint(secret.InternalData["role"]), &secret, nil)
+	req.Storage = e.storage
+	out, err := e.b.HandleRequest(context.Background(), req)
+	e.record(out, err)
+	return err
+}
+
+func (e *testEnv) reach(token string) []string {
+	e.t.Helper()
+	c, err := github.NewClient(github.Options{BaseURL: e.srv.URL})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	repos, err := c.TokenRepositories(context.Background(), token)
+	if err != nil {
+		e.t.Fatalf("listing the token's repositories: %v", err)
+	}
+	names := make([]string, len(repos))
+	for i, r := range repos {
+		names[i] = r.Name
+	}
+	return names
+}
+
+func mustOK(t *testing.T, resp *logical.Response, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	if resp != nil && resp.IsError() {
+		t.Fatalf("unexpected error response: %v", resp.Error())
+	}
+}
+
+// mustFail asserts a user error (error response) or a coded error, returns its status and message.
+func mustFail(t *testing.T, resp *logical.Response, err error) (int, string) {
+	t.Helper()
+	if err != nil {
+		if coded, ok := err.(logical.HTTPCodedError); ok {
+			return coded.Code(), coded.Error()
+		}
+		return 500, err.Error()
+	}
+	if resp == nil || !resp.IsError() {
+		t.Fatalf("expected an error, got %#v", resp)
+	}
+	return 400, resp.Error().Error()
+}
+
+func wantContains(t *testing.T, got string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(got, w) {
+			t.Errorf("%q does not contain %q", got, w)
+		}
+	}
+}
+
+func TestBackendVersionAndPaths(t *testing.T) {
+	e := newTestEnv(t)
+	if e.b.Type() != logical.TypeLogical {
+		t.Fatalf("backend type %v", e.b.Type())
+	}
+	if got := e.b.SpecialPaths().SealWrapStorage; len(got) != 1 || got[0] != "config" {
+		t.Fatalf("SealWrapStorage = %v, want [config]", got)
+	}
+	for _, p := range e.b.Paths {
+		if p.HelpSynopsis == "" || p.HelpDescription == "" {
+			t.Errorf("path %q lacks help", p.Pattern)
+		}
+		for name, f := range p.Fields {
+			if !strings.HasSuffix(strings.TrimSpace(f.Description), ".") {
+				t.Errorf("path %q field %q: description is not a full sentence: %q", p.Pattern, name, f.Description)
+			}
+		}
+		if len(p.Operations) == 0 || p.Callbacks != nil {
+			t.Errorf("path %q must use Operations, not Callbacks", p.Pattern)
+		}
+		if p.DisplayAttrs == nil || p.DisplayAttrs.OperationPrefix != operationPrefix {
+			t.Errorf("path %q lacks the operation prefix", p.Pattern)
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package fakegithub
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// admin calls the /_fake/ API the way a shell script would: no User-Agent rules, no JWT.
+func (e *testEnv) admin(method, path, body string) (int, []byte) {
+	e.t.Helper()
+	resp, err := e.send(method, path, "", body, withoutUserAgent, withHeader("X-GitHub-Api-Version", "bogus"))
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return resp.status, resp.body
+}
+
+func TestAdminFaults(t *testing.T) {
+	e := newEnv(t)
+	status, body := e.admin("PUT", "/_fake/faults", `{"fail_next": 1, "latency": "10ms", "error_status": 503}`)
+	if status != 200 {
+		t.Fatalf("PUT: %d %s", status, body)
+	}
+	if f := e.srv.Faults(); f.FailNext != 1 || f.Latency != 10*time.Millisecond || f.ErrorStatus != 503 {
+		t.Errorf("faults = %+v", f)
+	}
+	if got := e.statuses(2); !equalInts(got, []int{503, 200}) {
+		t.Errorf("statuses %v", got)
+	}
+	_, body = e.admin("GET", "/_fake/faults", "")
+	var f Faults
+	if err := json.Unmarshal(body, &f); err != nil || f.FailNext != 0 || f.Latency != 10*time.Millisecond {
+		t.Errorf("GET: %s (%v)", body, err)
+	}
+
+	for _, bad := range []string{`{"secondary_rate_limit": 500}`, `{"fail_nxet": 1}`, `{"latency": "soon"}`, `[`} {
+		if status, body := e.admin("PUT", "/_fake/faults", bad); status != 400 {
+			t.Errorf("PUT %s: %d %s", bad, status, body)
+		}
+	}
+
+	e.admin("PUT", "/_fake/faults", `{"outage_for": "200ms"}`)
+	if until := e.srv.Faults().OutageUntil; time.Until(until) < 100*time.Millisecond || time.Until(until) > 250*time.Millisecond {
+		t.Errorf("outage_until %v", until)
+	}
+	if _, err := e.send(http.MethodGet, "/app", e.bearer(), nil); err == nil {
+		t.Error("no outage")
+	}
+	if status, _ := e.admin("GET", "/_fake/health", ""); status != 200 {
+		t.Error("admin calls are hit by the outage")
+	}
+}
+
+func TestAdminStatsAndTokens(t *testing.T) {
+	e := newEnv(t)
+	tok := e.mint(acmeID, map[string]any{"repositories": []string{"web"}})
+
+	status, body := e.admin("GET", "/_fake/stats", "")
+	var st Stats
+	if err := json.Unmarshal(body, &st); status != 200 || err != nil || st.TokensIssued != 1 || st.Calls["POST /app/installations/{installation_id}/access_tokens"] != 1 {
+		t.Errorf("stats %d %s", status, body)
+	}
+
+	status, body = e.admin("POST", "/_fake/token-status", `{"token": "`+tok.Token+`"}`)
+	var info tokenStatus
+	if err := json.Unmarshal(body, &info); status != 200 || err != nil {
+		t.Fatalf("token-status %d %s", status, body)
+	}
+	sum := sha256.Sum256([]byte(tok.Token))
+	if info.Value != tok.Token || info.InstallationID != acmeID || info.Revoked || info.Expired ||
+		len(info.Repositories) != 1 || info.Repositories[0] != "web" || info.RepositorySelection != "selected" ||
+		info.HashedToken != base64.StdEncoding.EncodeToString(sum[:]) {
+		t.Errorf("token-status = %+v", info)
+	}
+	e.do(http.MethodDelete, "/installation/token", "token "+tok.Token, nil)
+	_, body = e.admin("POST", "/_fake/token-status", `{"token": "`+tok.Token+`"}`)
+	if !strings.Contains(string(body), `"revoked": true`) {
+		t.Errorf("after revoking: %s", body)
+	}
+	if status, _ := e.admin("POST", "/_fake/token-status", `{"token": "ghs_unknown"}`); status != 404 {
+		t.Errorf("unknown token: %d", status)
+	}
+
+	if status, _ := e.admin("POST", "/_fake/stats/reset", ""); status != 204 {
+		t.Errorf("reset: %d", status)
+	}
+	if st := e.srv.Stats(); st.TotalCalls != 0 {
+		t.Errorf("after reset: %+v", st)
+	}
+	if status, _ := e.admin("GET", "/_fake/nothing", ""); status != 404 {
+		t.Errorf("unknown admin path: %d", status)
+	}
+	if st := e.srv.Stats(); st.TotalCalls != 0 {
+		t.Errorf("admin calls counted: %+v", st)
+	}
+}
+
+func TestAdminSuspendAndLifetime(t *testing.T) {
+	e := newEnv(t)
+	if status, body := e.admin("PUT", "/_fake/installations/2001/suspended", `{"suspended": true}`); status != 204 {
+		t.Fatalf("suspend: %d %s", status, body)
+	}
+	e.do(http.MethodPost, "/app/installations/2001/access_tokens", e.bearer(), nil).wantError(t, 403, msgSuspended)
+	e.admin("PUT", "/_fake/installations/2001/suspended", `{"suspended": false}`)
+	e.mint(acmeID, nil)
+	for _, c := range []struct{ path, body string }{
+		{"/_fake/installations/9999/suspended", `{"suspended": true}`},
+		{"/_fake/installations/abc/suspended", `{"suspended": true}`},
+	} {
+		if status, _ := e.admin("PUT", c.path, c.body); status != 404 {
+			t.Errorf("%s: %d", c.path, status)
+		}
+	}
+	if status, _ := e.admin("PUT", "/_fake/installations/2001/suspended", `{}`); status != 400 {
+		t.Errorf("empty body: %d", status)
+	}
+
+	if status, body := e.admin("PUT", "/_fake/token-lifetime", `{"token_lifetime": "0s"}`); status != 204 {
+		t.Fatalf("token-lifetime: %d %s", status, body)
+	}
+	tok := e.mint(acmeID, nil)
+	e.do(http.MethodGet, "/installation/repositories", "token "+tok.Token, nil).wantError(t, 401, msgBadCredentials)
+}

@@ -1,0 +1,404 @@
+package github
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/go-hclog"
+)
+
+// Defaults for Options.
+const (
+	DefaultBaseURL        = "https://api.github.com"
+	DefaultRequestTimeout = 10 * time.Second
+	DefaultMaxRetries     = 3
+	DefaultUserAgent      = "vault-plugin-secrets-github-app"
+
+	apiVersion = "2022-11-28"
+
+	// maxRateLimitWait bounds a rate-limit wait when the caller set no deadline.
+	maxRateLimitWait = time.Minute
+	// maxBodyBytes bounds what is read of any answer; GitHub's largest here is a page of 100 installations.
+	maxBodyBytes = 8 << 20
+)
+
+// Options configure a Client. Only BaseURL is needed for token-authenticated calls (revocation); App calls need
+// PrivateKey and AppID or ClientID.
+type Options struct {
+	// BaseURL is https://api.github.com or, for GitHub Enterprise Server, https://HOST/api/v3. A trailing slash
+	// is optional.
+	BaseURL string
+	// AppID and ClientID identify the App; the JWT issuer is ClientID when set, else AppID.
+	AppID    int64
+	ClientID string
+	// PrivateKey signs the App JWT.
+	PrivateKey *rsa.PrivateKey
+	// CACertificate is a PEM bundle; when set, only these CAs are trusted for TLS to GitHub.
+	CACertificate string
+	// ProxyURL is an HTTP(S) proxy; when empty, the standard proxy environment variables apply.
+	ProxyURL string
+	// RequestTimeout bounds each attempt (default 10s).
+	RequestTimeout time.Duration
+	// MaxRetries is how often a transport error or 5xx is retried (default 3; negative: never).
+	MaxRetries int
+	// UserAgent is sent with every request; GitHub refuses requests without one.
+	UserAgent string
+	// Logger receives debug lines about retries; never a secret.
+	Logger hclog.Logger
+	// WrapTransport, when set, wraps the HTTP transport (tests use it to check requests against GitHub's
+	// OpenAPI description).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Client calls GitHub's REST API. It is safe for concurrent use and holds one keep-alive connection pool; build a
+// new one when the configuration changes.
+type Client struct {
+	base       string // normalised, no trailing slash
+	http       *http.Client
+	jwt        *jwtSource // nil without a private key
+	timeout    time.Duration
+	maxRetries int
+	userAgent  string
+	logger     hclog.Logger
+	now        func() time.Time
+}
+
+// NewClient checks the options and builds a Client.
+func NewClient(o Options) (*Client, error) {
+	base, err := NormalizeBaseURL(o.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	transport := cleanhttp.DefaultPooledTransport()
+	// Many mints run at once under load; keep their connections instead of opening new ones.
+	transport.MaxIdleConnsPerHost = 64
+	if o.CACertificate != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(o.CACertificate)) {
+			return nil, errors.New("ca_certificate holds no PEM certificate")
+		}
+		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	if o.ProxyURL != "" {
+		u, err := ParseProxyURL(o.ProxyURL)
+		if err != nil {
+			return nil, err
+		}
+		transport.Proxy = http.ProxyURL(u)
+	}
+	var rt http.RoundTripper = transport
+	if o.WrapTransport != nil {
+		rt = o.WrapTransport(rt)
+	}
+
+	c := &Client{
+		base:       base,
+		http:       &http.Client{Transport: rt, CheckRedirect: noRedirects},
+		timeout:    o.RequestTimeout,
+		maxRetries: o.MaxRetries,
+		userAgent:  o.UserAgent,
+		logger:     o.Logger,
+		now:        o.Now,
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultRequestTimeout
+	}
+	if c.maxRetries == 0 {
+		c.maxRetries = DefaultMaxRetries
+	} else if c.maxRetries < 0 {
+		c.maxRetries = 0
+	}
+	if c.userAgent == "" {
+		c.userAgent = DefaultUserAgent
+	}
+	if c.logger == nil {
+		c.logger = hclog.NewNullLogger()
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if o.PrivateKey != nil {
+		if o.AppID <= 0 && o.ClientID == "" {
+			return nil, errors.New("an app ID or a client ID is required with a private key")
+		}
+		c.jwt = newJWTSource(o.PrivateKey, o.AppID, o.ClientID, c.now)
+	}
+	return c, nil
+}
+
+// BaseURL returns the normalised base URL (no trailing slash).
+func (c *Client) BaseURL() string { return c.base }
+
+// JWTSignatures counts the App JWTs this client has signed (benchmarks and tests).
+func (c *Client) JWTSignatures() int64 {
+	if c.jwt == nil {
+		return 0
+	}
+	return c.jwt.signatures.Load()
+}
+
+// CloseIdleConnections releases pooled connections of a client that is being replaced.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
+// NormalizeBaseURL checks a GitHub API base URL and returns it without a trailing slash. An empty string gives
+// DefaultBaseURL.
+func NormalizeBaseURL(raw string) (string, error) {
+	if strings.TrimSpace(raw) == "" {
+		return DefaultBaseURL, nil
+	}
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", fmt.Errorf("base_url %q is not an http(s) URL: expected %s or https://HOST/api/v3 for GitHub "+
+			"Enterprise Server", raw, DefaultBaseURL)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("base_url %q must not hold credentials, a query or a fragment", u.Redacted())
+	}
+	return strings.TrimRight(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"), nil
+}
+
+// ParseProxyURL checks a proxy URL.
+func ParseProxyURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5") || u.Host == "" {
+		return nil, errors.New("proxy_url is not a valid proxy URL: expected http://HOST:PORT, " +
+			"https://HOST:PORT or socks5://HOST:PORT")
+	}
+	return u, nil
+}
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// call is one API operation.
+type call struct {
+	method string
+	path   string // below the base URL, starting with "/"
+	query  url.Values
+	body   any    // JSON-encoded when not nil
+	token  string // installation token; empty means the App JWT
+	out    any    // decoded from a 2xx JSON answer when not nil
+}
+
+// answer is what do hands back on success.
+type answer struct {
+	status int
+	header http.Header
+}
+
+// do runs a call with authentication, retries and error mapping.
+//
+// Retried: transport errors and 5xx with exponential backoff and jitter, rate limits after the wait GitHub asks
+// for, and one 401 about the JWT's clock after correcting the skew. Never retried: other 4xx. No wait runs past the
+// context's deadline: when it would, do fails at once with the error in hand.
+func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
+	var body []byte
+	if cl.body != nil {
+		var err error
+		if body, err = json.Marshal(cl.body); err != nil {
+			return nil, fmt.Errorf("encoding %s %s: %w", cl.method, cl.path, err)
+		}
+	}
+	skewRetried := false
+	for attempt := 0; ; attempt++ {
+		res, err := c.attempt(ctx, cl, body)
+		if err == nil {
+			return res, nil
+		}
+		var gerr *Error
+		if !errors.As(err, &gerr) || ctx.Err() != nil {
+			return nil, err
+		}
+
+		var wait time.Duration
+		switch {
+		case gerr.clockSkew && !skewRetried && c.jwt != nil:
+			skewRetried = true
+			attempt-- // the skew retry is not one of the MaxRetries
+			c.logger.Debug("github: correcting clock skew from Date header", "method", cl.method, "path", cl.path)
+			continue
+		case gerr.Kind == KindUnavailable && attempt < c.maxRetries:
+			wait = backoff(attempt)
+		case gerr.Kind == KindRateLimited && attempt < c.maxRetries:
+			wait = gerr.RetryAfter
+			if wait <= 0 {
+				wait = backoff(attempt)
+			}
+			if _, ok := ctx.Deadline(); !ok && wait > maxRateLimitWait {
+				return nil, err
+			}
+		default:
+			return nil, err
+		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			return nil, err
+		}
+		c.logger.Debug("github: retrying", "method", cl.method, "path", cl.path, "status", gerr.StatusCode,
+			"kind", gerr.Kind.String(), "attempt", attempt+1, "wait", wait)
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, err
+		case <-timer.C:
+		}
+	}
+}
+
+// attempt sends one request and reads its answer.
+func (c *Client) attempt(ctx context.Context, cl call, body []byte) (*answer, error) {
+	auth := "Bearer " + cl.token
+	if cl.token == "" {
+		if c.jwt == nil {
+			return nil, errors.New("github: no App private key configured")
+		}
+		j, err := c.jwt.get()
+		if err != nil {
+			return nil, err
+		}
+		auth = "Bearer " + j
+	}
+
+	actx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	target := c.base + cl.path
+	if len(cl.query) > 0 {
+		target += "?" + cl.query.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(actx, cl.method, target, rd)
+	if err != nil {
+		return nil, fmt.Errorf("github: building %s %s: %w", cl.method, cl.path, err)
+	}
+	req.Header.Set("Accept", "application/vnd.github+json")
+	req.Header.Set("X-GitHub-Api-Version", apiVersion)
+	req.Header.Set("User-Agent", c.userAgent)
+	req.Header.Set("Authorization", auth)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("github: %s %s: %w", cl.method, cl.path, ctx.Err())
+		}
+		// Per-attempt timeouts and connection failures: GitHub is unreachable for now.
+		return nil, &Error{Kind: KindUnavailable, Method: cl.method, Path: cl.path, Err: stripURL(err)}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("github: %s %s: %w", cl.method, cl.path, ctx.Err())
+		}
+		return nil, &Error{Kind: KindUnavailable, Method: cl.method, Path: cl.path, StatusCode: resp.StatusCode,
+			Err: fmt.Errorf("reading the answer: %w", err)}
+	}
+
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if cl.out != nil {
+			if err := json.Unmarshal(data, cl.out); err != nil {
+				return nil, &Error{Kind: KindOther, Method: cl.method, Path: cl.path, StatusCode: resp.StatusCode,
+					Message: "unreadable answer", Err: err}
+			}
+		}
+		return &answer{status: resp.StatusCode, header: resp.Header}, nil
+	}
+	return nil, c.errorFrom(cl, resp, data)
+}
+
+// errorFrom builds the typed error for a non-2xx answer.
+func (c *Client) errorFrom(cl call, resp *http.Response, data []byte) *Error {
+	var eb struct {
+		Message string `json:"message"`
+	}
+	_ = json.Unmarshal(data, &eb)
+	msg := eb.Message
+	if msg == "" {
+		msg = http.StatusText(resp.StatusCode)
+	}
+	rateLimited, retryAfter := c.rateLimit(resp, msg)
+	e := &Error{
+		Kind:       classify(resp.StatusCode, msg, rateLimited),
+		Method:     cl.method,
+		Path:       cl.path,
+		StatusCode: resp.StatusCode,
+		Message:    msg,
+		RequestID:  resp.Header.Get("X-GitHub-Request-Id"),
+		RetryAfter: retryAfter,
+		clockSkew:  cl.token == "" && isClockSkew(resp.StatusCode, msg),
+	}
+	if e.clockSkew && c.jwt != nil {
+		if t, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+			c.jwt.correct(t)
+		}
+	}
+	return e
+}
+
+// rateLimit tells whether an answer is a rate limit and how long GitHub asks to wait: Retry-After first, then
+// X-RateLimit-Reset measured against GitHub's own Date.
+func (c *Client) rateLimit(resp *http.Response, msg string) (bool, time.Duration) {
+	if resp.StatusCode != http.StatusForbidden && resp.StatusCode != http.StatusTooManyRequests {
+		return false, 0
+	}
+	h := resp.Header
+	limited := resp.StatusCode == http.StatusTooManyRequests ||
+		h.Get("X-RateLimit-Remaining") == "0" ||
+		h.Get("Retry-After") != "" ||
+		strings.Contains(strings.ToLower(msg), "rate limit")
+	if !limited {
+		return false, 0
+	}
+	if s, err := strconv.Atoi(h.Get("Retry-After")); err == nil && s >= 0 {
+		return true, time.Duration(s) * time.Second
+	}
+	if reset, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); err == nil {
+		now := c.now()
+		if d, err := http.ParseTime(h.Get("Date")); err == nil {
+			now = d
+		}
+		if wait := time.Unix(reset, 0).Sub(now); wait > 0 {
+			return true, wait
+		}
+	}
+	return true, 0
+}
+
+// backoff is exponential with full jitter: a random wait in [0, min(cap, base·2^attempt)], at least 50ms.
+func backoff(attempt int) time.Duration {
+	const base, limit = 250 * time.Millisecond, 5 * time.Second
+	d := base << attempt
+	if d > limit || d <= 0 {
+		d = limit
+	}
+	return 50*time.Millisecond + rand.N(d)
+}
+
+// stripURL keeps a transport error's cause but not its URL, which is long and adds nothing the caller lacks.
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

@@ -1,0 +1,408 @@
+package githubapp
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+)
+
+const (
+	configStoragePath = "config"
+
+	// maxRequestTimeout bounds request_timeout: Vault itself gives a request 90 seconds by default.
+	maxRequestTimeout = 5 * time.Minute
+	// verifyTimeout bounds the GET /app made by a verified config write.
+	verifyTimeout = 30 * time.Second
+)
+
+// clientIDPattern matches GitHub App client IDs such as Iv1.0123456789abcdef and Iv23liAbCdEf0123456789.
+var clientIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$`)
+
+// githubConfig is the stored config. PrivateKey is the PEM as written; the storage entry is seal-wrapped.
+type githubConfig struct {
+	AppID          int64         `json:"app_id,omitempty"`
+	ClientID       string        `json:"client_id,omitempty"`
+	PrivateKey     string        `json:"private_key"`
+	BaseURL        string        `json:"base_url"`
+	CACertificate  string        `json:"ca_certificate,omitempty"`
+	ProxyURL       string        `json:"proxy_url,omitempty"`
+	RequestTimeout time.Duration `json:"request_timeout"`
+	Fingerprint    string        `json:"private_key_fingerprint"`
+	AppSlug        string        `json:"app_slug,omitempty"`
+	AppName        string        `json:"app_name,omitempty"`
+}
+
+const (
+	pathConfigHelpSynopsis    = "Configure the GitHub App whose installation tokens this engine mints."
+	pathConfigHelpDescription = `
+Write the App's ID or client ID and its private key here. The key is stored seal-wrapped and never returned; a read
+shows its fingerprint, which GitHub shows beside the App's keys. By default a write first calls GitHub (GET /app)
+with the new key and saves nothing if GitHub refuses it.
+
+To rotate the key: generate a new key in the App's settings on GitHub, write it here, then delete the old key on
+GitHub. GitHub accepts several keys at once, so no token request fails in between.
+
+For GitHub Enterprise Server, set base_url to https://HOST/api/v3 and, with a private CA, ca_certificate.
+`
+)
+
+func pathConfig(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: "config",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"app_id": {
+				Type:        framework.TypeInt64,
+				Description: "The App's numeric ID, shown on the App's settings page. At least one of app_id and client_id is required.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name: "App ID",
+				},
+			},
+			"client_id": {
+				Type:        framework.TypeString,
+				Description: "The App's client ID (Iv1.… or Iv23…). When set, it is the JWT issuer, as GitHub recommends; otherwise app_id is.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name: "Client ID",
+				},
+			},
+			"private_key": {
+				Type:        framework.TypeString,
+				Description: "The App's RSA private key in PEM, PKCS#1 (RSA PRIVATE KEY) or PKCS#8 (PRIVATE KEY). It is write-only: it is never returned or logged.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name:      "Private key",
+					Sensitive: true,
+				},
+			},
+			"base_url": {
+				Type:        framework.TypeString,
+				Default:     github.DefaultBaseURL,
+				Description: "The GitHub API's base URL: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server. A trailing slash is optional.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name: "Base URL",
+				},
+			},
+			"ca_certificate": {
+				Type:        framework.TypeString,
+				Description: "A PEM bundle of CA certificates to trust for TLS to GitHub, for GitHub Enterprise Server behind a private CA. When set, only these CAs are trusted.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name: "CA certificate",
+				},
+			},
+			"proxy_url": {
+				Type:        framework.TypeString,
+				Description: "An HTTP(S) proxy for calls to GitHub. When unset, the standard proxy environment variables of the Vault server apply.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name: "Proxy URL",
+				},
+			},
+			"request_timeout": {
+				Type:        framework.TypeDurationSecond,
+				Default:     int(github.DefaultRequestTimeout.Seconds()),
+				Description: "How long one attempt of a call to GitHub may take before it is abandoned and retried, from 1s to 5m.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name: "Request timeout",
+				},
+			},
+			"verify": {
+				Type:        framework.TypeBool,
+				Default:     true,
+				Description: "Whether to call GitHub (GET /app) with the new settings before saving them. When GitHub refuses them, nothing is saved.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name: "Verify",
+				},
+			},
+		},
+		ExistenceCheck: b.pathConfigExists,
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: b.pathConfigRead,
+				DisplayAttrs: &framework.DisplayAttributes{
+					OperationSuffix: "configuration",
+				},
+			},
+			logical.CreateOperation: &framework.PathOperation{
+				Callback:                    b.pathConfigWrite,
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+				DisplayAttrs: &framework.DisplayAttributes{
+					OperationVerb: "configure",
+				},
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:                    b.pathConfigWrite,
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+				DisplayAttrs: &framework.DisplayAttributes{
+					OperationVerb: "configure",
+				},
+			},
+			logical.DeleteOperation: &framework.PathOperation{
+				Callback: b.pathConfigDelete,
+				DisplayAttrs: &framework.DisplayAttributes{
+					OperationSuffix: "configuration",
+				},
+			},
+		},
+		HelpSynopsis:    pathConfigHelpSynopsis,
+		HelpDescription: strings.TrimSpace(pathConfigHelpDescription),
+	}
+}
+
+func (b *backend) pathConfigExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
+	cfg, err := getConfig(ctx, req.Storage)
+	return cfg != nil, err
+}
+
+func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	cfg, err := getConfig(ctx, req.Storage)
+	if err != nil || cfg == nil {
+		return nil, err
+	}
+	data := map[string]any{
+		"app_id":                  cfg.AppID,
+		"client_id":               cfg.ClientID,
+		"base_url":                cfg.BaseURL,
+		"ca_certificate":          cfg.CACertificate,
+		"proxy_url":               redactURL(cfg.ProxyURL),
+		"request_timeout":         int64(cfg.RequestTimeout.Seconds()),
+		"private_key_fingerprint": cfg.Fingerprint,
+		"app_slug":                cfg.AppSlug,
+		"app_name":                cfg.AppName,
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	// Config writes are serialised so that two partial updates cannot lose each other's fields. Mints go on
+	// with the old client meanwhile, even while GitHub is asked about the new config.
+	b.configMu.Lock()
+	defer b.configMu.Unlock()
+
+	old, err := getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &githubConfig{BaseURL: github.DefaultBaseURL, RequestTimeout: github.DefaultRequestTimeout}
+	if old != nil {
+		c := *old
+		cfg = &c
+	}
+
+	if problems := applyConfigFields(cfg, d); len(problems) > 0 {
+		return logical.ErrorResponse(strings.Join(problems, "; ")), nil
+	}
+	identityChanged := old == nil || old.AppID != cfg.AppID || old.ClientID != cfg.ClientID ||
+		old.PrivateKey != cfg.PrivateKey || old.BaseURL != cfg.BaseURL
+
+	client, err := b.newClient(cfg)
+	if err != nil {
+		return logical.ErrorResponse("invalid config: %s", err), nil
+	}
+
+	resp := &logical.Response{}
+	if d.Get("verify").(bool) {
+		vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
+		app, err := client.App(vctx)
+		cancel()
+		client.CloseIdleConnections()
+		if err != nil {
+			return logical.ErrorResponse("GitHub refused the config, nothing was saved: %s", describeVerifyError(err, cfg)), nil
+		}
+		if cfg.AppID != 0 && app.ID != cfg.AppID {
+			return logical.ErrorResponse("app_id %d does not match the App that client_id %q and the key authenticate "+
+				"as (ID %d, %q): correct app_id or leave it out; nothing was saved", cfg.AppID, cfg.ClientID, app.ID, app.Slug), nil
+		}
+		cfg.AppID, cfg.AppSlug, cfg.AppName = app.ID, app.Slug, app.Name
+	} else {
+		client.CloseIdleConnections()
+		if identityChanged {
+			cfg.AppSlug, cfg.AppName = "", ""
+		}
+		resp.AddWarning("verify=false: the config was saved without asking GitHub whether it accepts it")
+	}
+
+	entry, err := logical.StorageEntryJSON(configStoragePath, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encoding config: %w", err)
+	}
+	b.lock.Lock()
+	err = req.Storage.Put(ctx, entry)
+	b.resetLocked()
+	b.lock.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("storing config: %w", err)
+	}
+	if len(resp.Warnings) == 0 {
+		return nil, nil
+	}
+	return resp, nil
+}
+
+func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	b.configMu.Lock()
+	defer b.configMu.Unlock()
+	b.lock.Lock()
+	defer b.lock.Unlock()
+	if err := req.Storage.Delete(ctx, configStoragePath); err != nil {
+		return nil, fmt.Errorf("deleting config: %w", err)
+	}
+	b.resetLocked()
+	return nil, nil
+}
+
+// applyConfigFields copies the fields given in a write onto cfg and validates the result. It returns one message
+// per problem, each naming the field, what was given and what is accepted.
+func applyConfigFields(cfg *githubConfig, d *framework.FieldData) []string {
+	var problems []string
+	if v, ok := d.GetOk("app_id"); ok {
+		id := v.(int64)
+		if id < 0 {
+			problems = append(problems, fmt.Sprintf("app_id %d is invalid: expected the App's positive numeric ID, or 0 to unset it", id))
+		}
+		cfg.AppID = id
+	}
+	if v, ok := d.GetOk("client_id"); ok {
+		id := strings.TrimSpace(v.(string))
+		if id != "" && !clientIDPattern.MatchString(id) {
+			problems = append(problems, fmt.Sprintf("client_id %q is invalid: expected the App's client ID, such as Iv1.0123456789abcdef or Iv23li0123456789abcd", id))
+		}
+		cfg.ClientID = id
+	}
+	if cfg.AppID == 0 && cfg.ClientID == "" {
+		problems = append(problems, "app_id or client_id is required: give the App's numeric ID, its client ID, or both")
+	}
+	if v, ok := d.GetOk("private_key"); ok {
+		cfg.PrivateKey = strings.TrimSpace(v.(string)) + "\n"
+		if key, err := github.ParsePrivateKey(cfg.PrivateKey); err != nil {
+			problems = append(problems, "private_key: "+err.Error())
+		} else if fp, err := github.Fingerprint(&key.PublicKey); err == nil {
+			cfg.Fingerprint = fp
+		}
+	} else if cfg.PrivateKey == "" {
+		problems = append(problems, "private_key is required: give the App's PEM private key, for example private_key=@app.private-key.pem")
+	}
+	if v, ok := d.GetOk("base_url"); ok {
+		u, err := github.NormalizeBaseURL(v.(string))
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
+		cfg.BaseURL = u
+	}
+	if v, ok := d.GetOk("ca_certificate"); ok {
+		pemText := strings.TrimSpace(v.(string))
+		if pemText != "" {
+			if err := checkCABundle(pemText); err != nil {
+				problems = append(problems, "ca_certificate: "+err.Error())
+			}
+			pemText += "\n"
+		}
+		cfg.CACertificate = pemText
+	}
+	if v, ok := d.GetOk("proxy_url"); ok {
+		p := strings.TrimSpace(v.(string))
+		if p != "" {
+			if _, err := github.ParseProxyURL(p); err != nil {
+				problems = append(problems, fmt.Sprintf("proxy_url %q is invalid: expected http://HOST:PORT, https://HOST:PORT or socks5://HOST:PORT", redactURL(p)))
+			}
+		}
+		cfg.ProxyURL = p
+	}
+	if v, ok := d.GetOk("request_timeout"); ok {
+		t := time.Duration(v.(int)) * time.Second
+		if t < time.Second || t > maxRequestTimeout {
+			problems = append(problems, fmt.Sprintf("request_timeout %s is out of range: expected 1s to %s", t, maxRequestTimeout))
+		}
+		cfg.RequestTimeout = t
+	}
+	return problems
+}
+
+// checkCABundle accepts PEM holding only certificates, at least one.
+func checkCABundle(pemText string) error {
+	rest := []byte(pemText)
+	n := 0
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return fmt.Errorf("holds a %q PEM block: expected only CERTIFICATE blocks", block.Type)
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return fmt.Errorf("certificate %d cannot be parsed: %w", n+1, err)
+		}
+		n++
+	}
+	if n == 0 || strings.TrimSpace(string(rest)) != "" {
+		return errors.New("expected one or more PEM CERTIFICATE blocks and nothing else")
+	}
+	return nil
+}
+
+// describeVerifyError explains a failed GET /app in terms of what the operator wrote.
+func describeVerifyError(err error, cfg *githubConfig) string {
+	var gerr *github.Error
+	if !errors.As(err, &gerr) {
+		return err.Error()
+	}
+	issuer := fmt.Sprintf("app_id %d", cfg.AppID)
+	if cfg.ClientID != "" {
+		issuer = fmt.Sprintf("client_id %q", cfg.ClientID)
+	}
+	switch gerr.Kind {
+	case github.KindBadCredentials:
+		return fmt.Sprintf("%s (check that %s is the App's and that private_key is one of its active keys; fingerprint %s)",
+			gerr.Message, issuer, cfg.Fingerprint)
+	case github.KindUnavailable:
+		return fmt.Sprintf("%s at %s (check base_url, proxy_url, ca_certificate and the network from Vault to GitHub)",
+			describe(gerr), cfg.BaseURL)
+	case github.KindNotFound:
+		return fmt.Sprintf("%s at %s/app (check base_url: GitHub Enterprise Server needs https://HOST/api/v3)",
+			describe(gerr), cfg.BaseURL)
+	default:
+		return gerr.Error()
+	}
+}
+
+// redactURL hides a password in a proxy URL.
+func redactURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// getConfig reads the stored config; nil when there is none.
+func getConfig(ctx context.Context, s logical.Storage) (*githubConfig, error) {
+	entry, err := s.Get(ctx, configStoragePath)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	var cfg githubConfig
+	if err := entry.DecodeJSON(&cfg); err != nil {
+		return nil, fmt.Errorf("decoding config: %w", err)
+	}
+	return &cfg, nil
+}

@@ -1,0 +1,144 @@
+package githubapp
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestRoleValidation(t *testing.T) {
+	e := newTestEnv(t)
+	many := make([]string, 501)
+	for i := range many {
+		many[i] = fmt.Sprintf("repo-%d", i)
+	}
+	tests := []struct {
+		name  string
+		data  map[string]any
+		wants []string
+	}{
+		{"neither binding", map[string]any{"repositories": "api"}, []string{"installation_id or owner is required"}},
+		{"both bindings", map[string]any{"installation_id": 1, "owner": "acme"}, []string{"installation_id 1 and owner \"acme\" are both given"}},
+		{"negative installation", map[string]any{"installation_id": -1}, []string{"installation_id -1"}},
+		{"bad owner", map[string]any{"owner": "-acme-"}, []string{`owner "-acme-"`}},
+		{"501 repositories", map[string]any{"owner": "acme", "repositories": many}, []string{"501 repositories", "at most 500"}},
+		{"500 names and 1 id", map[string]any{"owner": "acme", "repositories": many[:500], "repository_ids": []int{7}}, []string{"501 repositories"}},
+		{"bad repository name", map[string]any{"owner": "acme", "repositories": "api,we b"}, []string{`repository "we b"`}},
+		{"dot name", map[string]any{"owner": "acme", "repositories": ".."}, []string{`repository ".."`}},
+		{"owner/name on id role", map[string]any{"installation_id": 1, "repositories": "acme/api"}, []string{`repository "acme/api" has an owner`, `"api"`}},
+		{"other owner", map[string]any{"owner": "acme", "repositories": "evil/api"}, []string{`repository "evil/api" belongs to "evil"`, `"acme"`}},
+		{"bad repository id", map[string]any{"owner": "acme", "repository_ids": []int{0}}, []string{"repository_ids holds 0"}},
+		{"dashed permission", map[string]any{"owner": "acme", "permissions": map[string]any{"pull-requests": "write"}}, []string{`permission "pull-requests"`, `did you mean "pull_requests"?`}},
+		{"upper permission", map[string]any{"owner": "acme", "permissions": map[string]any{"Contents": "read"}}, []string{`did you mean "contents"?`}},
+		{"workflows read", map[string]any{"owner": "acme", "permissions": map[string]any{"workflows": "read"}}, []string{`permission workflows does not accept level "read"`, "GitHub allows write"}},
+		{"bad level", map[string]any{"owner": "acme", "permissions": map[string]any{"contents": "owner"}}, []string{`permission contents has level "owner"`, "read, write or admin"}},
+		{"negative ttl", map[string]any{"owner": "acme", "ttl": "-1m"}, []string{`"ttl"`, "negative value '-60'"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := e.do(logical.UpdateOperation, "roles/bad", tt.data)
+			status, msg := mustFail(t, resp, err)
+			if status != 400 {
+				t.Errorf("status %d, want 400", status)
+			}
+			wantContains(t, msg, tt.wants...)
+			if r, _ := getRole(t.Context(), e.storage, "bad"); r != nil {
+				t.Fatalf("a refused write stored the role: %#v", r)
+			}
+		})
+	}
+}
+
+func TestRoleWarnings(t *testing.T) {
+	e := newTestEnv(t)
+	tests := []struct {
+		name  string
+		data  map[string]any
+		wants []string
+	}{
+		{"everything", map[string]any{"installation_id": testOrgInstall},
+			[]string{"every repository the installation can reach", "every permission of the installation"}},
+		{"unknown permission", map[string]any{"owner": "acme", "repositories": "api", "permissions": "quantum_flux=read"},
+			[]string{`permission "quantum_flux" is not in GitHub's published list`}},
+		{"long ttl", map[string]any{"owner": "acme", "repositories": "api", "permissions": "contents=read", "ttl": "2h"},
+			[]string{"ttl 2h0m0s is longer than GitHub's token lifetime"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := e.do(logical.UpdateOperation, "roles/w", tt.data)
+			mustOK(t, resp, err)
+			if resp == nil {
+				t.Fatal("no warnings")
+			}
+			wantContains(t, strings.Join(resp.Warnings, "\n"), tt.wants...)
+		})
+	}
+}
+
+func TestRoleLifecycle(t *testing.T) {
+	e := newTestEnv(t)
+	resp, err := e.do(logical.CreateOperation, "roles/ci", map[string]any{
+		"owner":          "acme",
+		"repositories":   []string{"api", "ACME/web", "api"},
+		"repository_ids": "3003",
+		"permissions":    map[string]any{"contents": "read", "pull_requests": "WRITE"},
+		"ttl":            "15m",
+	})
+	mustOK(t, resp, err)
+	if resp != nil {
+		t.Fatalf("unexpected warnings: %v", resp.Warnings)
+	}
+	want := map[string]any{
+		"installation_id": int64(0), "owner": "acme",
+		"repositories": []string{"api", "web"}, "repository_ids": []int64{3003},
+		"permissions": map[string]string{"contents": "read", "pull_requests": "write"},
+		"ttl":         int64(900),
+	}
+	resp, err = e.do(logical.ReadOperation, "roles/ci", nil)
+	mustOK(t, resp, err)
+	if !reflect.DeepEqual(resp.Data, want) {
+		t.Fatalf("role read:\n got %#v\nwant %#v", resp.Data, want)
+	}
+
+	// An update keeps what it does not name.
+	resp, err = e.do(logical.UpdateOperation, "roles/ci", map[string]any{"ttl": "10m"})
+	mustOK(t, resp, err)
+	resp, err = e.do(logical.ReadOperation, "roles/ci", nil)
+	mustOK(t, resp, err)
+	want["ttl"] = int64(600)
+	if !reflect.DeepEqual(resp.Data, want) {
+		t.Fatalf("role after update:\n got %#v\nwant %#v", resp.Data, want)
+	}
+
+	// Moving the role from owner to installation_id in one write.
+	resp, err = e.do(logical.UpdateOperation, "roles/ci", map[string]any{"installation_id": testOrgInstall})
+	mustOK(t, resp, err)
+	resp, err = e.do(logical.ReadOperation, "roles/ci", nil)
+	mustOK(t, resp, err)
+	if resp.Data["owner"] != "" || resp.Data["installation_id"] != int64(testOrgInstall) {
+		t.Fatalf("binding not replaced: %#v", resp.Data)
+	}
+
+	resp, err = e.do(logical.CreateOperation, "roles/admin", map[string]any{"installation_id": testUserInstall})
+	mustOK(t, resp, err)
+	resp, err = e.do(logical.ListOperation, "roles/", nil)
+	mustOK(t, resp, err)
+	if got := resp.Data["keys"]; !reflect.DeepEqual(got, []string{"admin", "ci"}) {
+		t.Fatalf("list = %v", got)
+	}
+
+	resp, err = e.do(logical.DeleteOperation, "roles/ci", nil)
+	mustOK(t, resp, err)
+	resp, err = e.do(logical.ReadOperation, "roles/ci", nil)
+	if err != nil || resp != nil {
+		t.Fatalf("read after delete = %v, %v", resp, err)
+	}
+	resp, err = e.do(logical.ListOperation, "roles/", nil)
+	mustOK(t, resp, err)
+	if got := resp.Data["keys"]; !reflect.DeepEqual(got, []string{"admin"}) {
+		t.Fatalf("list after delete = %v", got)
+	}
+}

@@ -1,0 +1,75 @@
+package githubapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// secretTokenType is the lease type of minted installation tokens.
+const secretTokenType = "github_installation_token"
+
+func secretToken(b *backend) *framework.Secret {
+	return &framework.Secret{
+		Type: secretTokenType,
+		Fields: map[string]*framework.FieldSchema{
+			"token": {
+				Type:        framework.TypeString,
+				Description: "The installation access token.",
+			},
+			"expires_at": {
+				Type:        framework.TypeString,
+				Description: "When GitHub expires the token (RFC 3339).",
+			},
+			"installation_id": {
+				Type:        framework.TypeInt64,
+				Description: "The installation the token belongs to.",
+			},
+			"permissions": {
+				Type:        framework.TypeMap,
+				Description: "The permissions GitHub granted the token.",
+			},
+			"repository_selection": {
+				Type:        framework.TypeString,
+				Description: "Whether the token reaches all of the installation's repositories or selected ones.",
+			},
+			"repositories": {
+				Type:        framework.TypeStringSlice,
+				Description: "Names of the repositories the token covers, when it is limited to some.",
+			},
+			"role": {
+				Type:        framework.TypeString,
+				Description: "The role the token was minted for.",
+			},
+			"hashed_token": {
+				Type:        framework.TypeString,
+				Description: "The base64 of the token's SHA-256: the form GitHub's audit log shows.",
+			},
+		},
+		// GitHub cannot extend an installation token, so there is no Renew: Vault refuses renewal.
+		Revoke: b.secretTokenRevoke,
+	}
+}
+
+// secretTokenRevoke revokes a token at GitHub when its lease ends. It needs only what the lease holds, so it works
+// after the config was deleted or changed. An error makes Vault retry later.
+func (b *backend) secretTokenRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	token, _ := req.Secret.InternalData["token"].(string)
+	baseURL, _ := req.Secret.InternalData["base_url"].(string)
+	role, _ := req.Secret.InternalData["role"].(string)
+	if token == "" || baseURL == "" {
+		return nil, errors.New("the lease holds no token or base URL: nothing can be revoked")
+	}
+	client, err := b.revocationClient(ctx, req.Storage, baseURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := client.RevokeToken(ctx, token); err != nil {
+		b.Logger().Warn("revoking a token at GitHub failed; Vault will retry", "role", role, "error", err)
+		return nil, fmt.Errorf("revoking the installation token of role %q at %s: %w", role, baseURL, err)
+	}
+	return nil, nil
+}
