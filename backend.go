@@ -47,6 +47,7 @@ type backend struct {
 	revoker map[string]*github.Client
 
 	installations *installationCache
+	roles         *roleCache
 	now           func() time.Time
 	// clientOptions lets tests wrap the HTTP transport; nil in production.
 	clientOptions func(*github.Options)
@@ -65,6 +66,7 @@ func newBackend() *backend {
 	b := &backend{
 		revoker:       map[string]*github.Client{},
 		installations: newInstallationCache(),
+		roles:         newRoleCache(),
 		now:           time.Now,
 	}
 	b.Backend = &framework.Backend{
@@ -86,11 +88,12 @@ func newBackend() *backend {
 	return b
 }
 
-// invalidate drops what was built from the config when another node changes it.
+// invalidate drops what was built from a storage entry that another node changed.
 func (b *backend) invalidate(_ context.Context, key string) {
 	if key == configStoragePath {
 		b.reset()
 	}
+	b.roles.invalidate(key)
 }
 
 // reset forgets the cached client, revocation clients and installation IDs.

@@ -115,21 +115,25 @@ type testEnv struct {
 	minted  []string // every token returned
 }
 
-func newTestEnv(t *testing.T) *testEnv {
-	t.Helper()
-	testKeys(t)
+// newTestEnv takes testing.TB so that the benchmarks (bench_test.go) share this setup. Under a benchmark e.t is
+// nil: the helpers that report through it (configure, do, mint, revoke, reach) are for tests, and benchmarks call
+// e.b directly.
+func newTestEnv(tb testing.TB) *testEnv {
+	tb.Helper()
+	testKeys(tb)
 	gh, err := fakegithub.New(testFixture())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := gh.AddPublicKey(testAppID, &testKey.PublicKey); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	srv := httptest.NewServer(gh)
-	t.Cleanup(srv.Close)
+	tb.Cleanup(srv.Close)
 
 	logs := &syncBuffer{}
 	sys := &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
+	t, _ := tb.(*testing.T)
 	e := &testEnv{t: t, gh: gh, srv: srv, logs: logs, sys: sys, storage: &logical.InmemStorage{}}
 	conf := &logical.BackendConfig{
 		Logger:      hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs}),
@@ -138,10 +142,10 @@ func newTestEnv(t *testing.T) *testEnv {
 	}
 	b, err := Factory(context.Background(), conf)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	e.b = b.(*backend)
-	t.Cleanup(func() { e.b.Cleanup(context.Background()) })
+	tb.Cleanup(func() { e.b.Cleanup(context.Background()) })
 	return e
 }
 
@@ -297,5 +301,38 @@ func TestBackendVersionAndPaths(t *testing.T) {
 		if p.DisplayAttrs == nil || p.DisplayAttrs.OperationPrefix != operationPrefix {
 			t.Errorf("path %q lacks the operation prefix", p.Pattern)
 		}
+	}
+}
+
+// TestInvalidateConfigDropsClient: when another node rewrites the config, Vault invalidates the key here and the
+// next mint builds a client from the new config.
+func TestInvalidateConfigDropsClient(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.role("ci", map[string]any{"owner": "acme"})
+	e.mint("ci")
+	if e.b.client == nil {
+		t.Fatal("no cached client after a mint")
+	}
+
+	cfg, err := getConfig(t.Context(), e.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.BaseURL = e.srv.URL + "/api/v3"
+	entry, err := logical.StorageEntryJSON(configStoragePath, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.storage.Put(t.Context(), entry); err != nil {
+		t.Fatal(err)
+	}
+	e.b.InvalidateKey(t.Context(), configStoragePath)
+	if e.b.client != nil {
+		t.Fatal("Invalidate kept the client")
+	}
+	resp := e.mint("ci")
+	if got := resp.Secret.InternalData["base_url"]; got != cfg.BaseURL {
+		t.Fatalf("mint used base URL %v, want the new %v", got, cfg.BaseURL)
 	}
 }

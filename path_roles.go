@@ -181,7 +181,10 @@ func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *fra
 }
 
 func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	if err := req.Storage.Delete(ctx, roleStoragePrefix+d.Get("name").(string)); err != nil {
+	name := d.Get("name").(string)
+	err := req.Storage.Delete(ctx, roleStoragePrefix+name)
+	b.roles.drop(name)
+	if err != nil {
 		return nil, fmt.Errorf("deleting role: %w", err)
 	}
 	return nil, nil
@@ -218,7 +221,9 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, fmt.Errorf("encoding role: %w", err)
 	}
-	if err := req.Storage.Put(ctx, entry); err != nil {
+	err = req.Storage.Put(ctx, entry)
+	b.roles.drop(name)
+	if err != nil {
 		return nil, fmt.Errorf("storing role: %w", err)
 	}
 	if len(resp.Warnings) == 0 {

@@ -93,7 +93,7 @@ type tokenRequest struct {
 
 func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("role").(string)
-	r, err := getRole(ctx, req.Storage, name)
+	r, err := b.roles.get(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +112,7 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 
 func (b *backend) pathTokenWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("role").(string)
-	r, err := getRole(ctx, req.Storage, name)
+	r, err := b.roles.get(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ func TestAdminFaults(t *testing.T) {
 	if f := e.srv.Faults(); f.FailNext != 1 || f.Latency != 10*time.Millisecond || f.ErrorStatus != 503 {
 		t.Errorf("faults = %+v", f)
 	}
-	if got := e.statuses(2); !equalInts(got, []int{503, 200}) {
+	if got := e.statuses(2); !slices.Equal(got, []int{503, 200}) {
 		t.Errorf("statuses %v", got)
 	}
 	_, body = e.admin("GET", "/_fake/faults", "")

@@ -24,6 +24,20 @@
 // Faults (latency, 5xx, rate limits, clock skew, outages, over-granting) are injected with
 // Server.SetFaults or PUT /_fake/faults; see Faults and the admin endpoints in admin.go.
 //
+// # Behaviour worth knowing
+//
+//   - A token request that names permissions also gets metadata:read when the installation
+//     has metadata, as GitHub does. A client checking "no more than asked" must allow for it.
+//   - JWT clock rules, on the emulator's clock and without leeway: exp <= now is expired,
+//     exp more than 10 minutes ahead (or exp - iat over 10 minutes) is too far in the future,
+//     iat > now is refused. So a client JWT with iat = now-60s and exp = now+9m passes when
+//     GitHub's clock is up to 9 minutes ahead and fails as soon as it is more than a minute behind.
+//   - The X-RateLimit counters count but never refuse; rate limiting comes from Faults.
+//     A primary rate limit lifts itself at its X-RateLimit-Reset time.
+//   - Tokens of a suspended installation answer 403 but can still be revoked.
+//   - With X-GitHub-Api-Version: 2026-03-10, repositories lack has_downloads and GET /rate_limit
+//     lacks "rate", as GitHub's x-github-breaking-changes for that version say.
+//
 // # Fixture
 //
 // The initial state comes from a Fixture, in JSON for example:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,18 +20,6 @@ func (e *testEnv) statuses(n int) []int {
 		out[i] = e.do(http.MethodGet, "/app", auth, nil).status
 	}
 	return out
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestServerErrors(t *testing.T) {
@@ -50,7 +39,7 @@ func TestServerErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.srv.SetFaults(tt.faults)
-			if got := e.statuses(len(tt.want)); !equalInts(got, tt.want) {
+			if got := e.statuses(len(tt.want)); !slices.Equal(got, tt.want) {
 				t.Errorf("statuses %v, want %v", got, tt.want)
 			}
 		})

@@ -8,6 +8,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
 // Fixture is the initial state of the emulator: the Apps and where they are installed.
@@ -239,7 +241,7 @@ func checkPermissionLevel(name, level string) error {
 	if !permissionNamePattern.MatchString(name) {
 		return fmt.Errorf("permission %q: names are snake_case, e.g. pull_requests", name)
 	}
-	allowed, known := permissionLevels[name]
+	allowed, known := github.PermissionLevels(name)
 	if !known {
 		allowed = []string{"read", "write", "admin"}
 	}

@@ -14,7 +14,7 @@ func (s *Server) getApp(c *call) *apiError {
 	s.mu.RLock()
 	obj := s.integration(c.links, c.app)
 	s.mu.RUnlock()
-	c.json(http.StatusOK, obj)
+	c.writeJSON(http.StatusOK, obj)
 	return nil
 }
 
@@ -46,7 +46,7 @@ func (s *Server) listInstallations(c *call) *apiError {
 	s.mu.RUnlock()
 
 	c.setLinkHeader(page, len(all))
-	c.json(http.StatusOK, out)
+	c.writeJSON(http.StatusOK, out)
 	return nil
 }
 
@@ -106,7 +106,7 @@ func (s *Server) answerInstallation(c *call, matches func(*installationState) bo
 	if obj == nil {
 		return errNotFound()
 	}
-	c.json(http.StatusOK, obj)
+	c.writeJSON(http.StatusOK, obj)
 	return nil
 }
 
@@ -147,7 +147,7 @@ func (s *Server) listTokenRepositories(c *call) *apiError {
 	s.mu.RUnlock()
 
 	c.setLinkHeader(page, len(repos))
-	c.json(http.StatusOK, body)
+	c.writeJSON(http.StatusOK, body)
 	return nil
 }
 
@@ -186,6 +186,6 @@ func (s *Server) getRateLimit(c *call) *apiError {
 	if c.version != apiVersion20260310 {
 		body.Rate = &core
 	}
-	c.json(http.StatusOK, body)
+	c.writeJSON(http.StatusOK, body)
 	return nil
 }

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +22,8 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/ghcontract"
 )
 
 // Keys are slow to generate; every test shares these two.
@@ -228,7 +229,7 @@ func (e *testEnv) mint(installationID int64, body any, opts ...option) installat
 // contract holds GitHub's OpenAPI description per API version, loaded once for all tests.
 // The file describes 2022-11-28; x-github-breaking-changes patches turn it into 2026-03-10.
 var contract = sync.OnceValues(func() (map[string]routers.Router, error) {
-	data, err := os.ReadFile("testdata/api.github.com.openapi.json")
+	data, err := ghcontract.Document(ghcontract.EditionDotcom)
 	if err != nil {
 		return nil, err
 	}

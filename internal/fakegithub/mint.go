@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
 // GitHub accepts at most 500 repositories (names and IDs together) in one token request.
@@ -112,7 +114,7 @@ func (s *Server) createToken(c *call) *apiError {
 			resp.Repositories = append(resp.Repositories, s.repository(c.links, c.version, acct, repo, perms))
 		}
 	}
-	c.json(http.StatusCreated, resp)
+	c.writeJSON(http.StatusCreated, resp)
 	return nil
 }
 
@@ -168,7 +170,7 @@ func scopePermissions(in *installationState, asked map[string]string) (map[strin
 		if !ok {
 			return nil, errUnprocessable(msgPermNotGranted)
 		}
-		if levelRank[asked[name]] > levelRank[granted] {
+		if github.LevelRank(asked[name]) > github.LevelRank(granted) {
 			return nil, errUnprocessable(msgPermLevel)
 		}
 	}
@@ -252,7 +254,7 @@ func arrayItems(field string, raw json.RawMessage) ([]json.RawMessage, *apiError
 // checkRequestedLevel refuses levels the schema does not allow for a permission
 // (e.g. contents:admin); names the table does not know may ask read, write or admin.
 func checkRequestedLevel(name, level string) *apiError {
-	allowed, known := permissionLevels[name]
+	allowed, known := github.PermissionLevels(name)
 	if !known {
 		allowed = []string{"read", "write", "admin"}
 	}

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
 // This file builds the JSON objects GitHub answers with, field for field as its OpenAPI
@@ -356,7 +358,7 @@ func (s *Server) repository(l links, version string, acct account, repo Reposito
 		WebCommitSignoffRequired: false,
 		Permissions: repoPermissions{
 			Admin: perms["administration"] == "write",
-			Push:  levelRank[perms["contents"]] >= levelRank["write"],
+			Push:  github.LevelRank(perms["contents"]) >= github.LevelRank("write"),
 			Pull:  true,
 		},
 	}

@@ -140,6 +140,9 @@ type call struct {
 	token *tokenState // set on authInstallation routes
 }
 
+// serveAPI answers one REST call. The order of checks matters to what clients see:
+// injected latency and outage first (the network), then GitHub's edge (User-Agent, injected
+// 5xx, rate limits, API version), then routing, authentication and the endpoint itself.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, prefix, path string) {
 	rt, params := match(s.routes, r.Method, path)
 	key := r.Method + " (no route)"
@@ -270,8 +273,8 @@ func (c *call) writeHeaders() {
 	setRateLimitHeaders(h, c.rate)
 }
 
-// json answers with a JSON body.
-func (c *call) json(status int, v any) {
+// writeJSON answers with a JSON body.
+func (c *call) writeJSON(status int, v any) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -305,7 +308,7 @@ func (c *call) fail(e *apiError) {
 	for k, v := range e.header {
 		c.w.Header()[k] = v
 	}
-	c.json(e.status, errorBody{
+	c.writeJSON(e.status, errorBody{
 		Message:          e.message,
 		Errors:           e.details,
 		DocumentationURL: doc,

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
 // state is everything GitHub would know: Apps, installations, repositories and issued tokens.
@@ -252,7 +254,7 @@ func (st *state) appPermissions(appID int64) map[string]string {
 			continue
 		}
 		for name, level := range in.Permissions {
-			if levelRank[level] > levelRank[out[name]] {
+			if github.LevelRank(level) > github.LevelRank(out[name]) {
 				out[name] = level
 			}
 		}

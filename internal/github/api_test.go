@@ -1,4 +1,4 @@
-package github
+package github_test
 
 import (
 	"maps"
@@ -10,6 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/fakegithub"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
 // Every API call against the emulator, through the contract check (see harness_test.go).
@@ -31,7 +32,7 @@ func TestApp(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t)
-			c := h.newClient(t, func(o *Options) { o.AppID, o.ClientID = tt.appID, tt.clientID })
+			c := h.newClient(t, func(o *github.Options) { o.AppID, o.ClientID = tt.appID, tt.clientID })
 			app, err := c.App(t.Context())
 			if err != nil {
 				t.Fatalf("App: %v", err)
@@ -57,8 +58,8 @@ func TestApp(t *testing.T) {
 			}
 			// SPEC §4: iat one minute back, nine minutes of life, whole seconds.
 			iat, exp := claims["iat"].(float64), claims["exp"].(float64)
-			if exp-iat != (jwtBackdate + jwtLifetime).Seconds() {
-				t.Fatalf("exp - iat = %vs, want %vs", exp-iat, (jwtBackdate + jwtLifetime).Seconds())
+			if exp-iat != (github.JWTBackdate + github.JWTLifetime).Seconds() {
+				t.Fatalf("exp - iat = %vs, want %vs", exp-iat, (github.JWTBackdate + github.JWTLifetime).Seconds())
 			}
 			if d := time.Since(time.Unix(int64(iat), 0)); d < 55*time.Second || d > 65*time.Second {
 				t.Fatalf("iat is %s in the past, want about a minute", d)
@@ -143,7 +144,7 @@ func TestFindInstallation(t *testing.T) {
 			h.fake.ResetStats()
 			in, err := c.FindInstallation(t.Context(), tt.owner)
 			if tt.wantID == 0 {
-				e := assertKind(t, err, KindNotFound)
+				e := assertKind(t, err, github.KindNotFound)
 				if e.StatusCode != 404 || e.Path != "/users/"+tt.owner+"/installation" {
 					t.Fatalf("error = %+v", e)
 				}
@@ -167,7 +168,7 @@ func TestCreateToken(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name          string
-		req           TokenRequest
+		req           github.TokenRequest
 		wantRepos     []string // what the token reaches, in the installation's order
 		wantPerms     map[string]string
 		wantSelection string
@@ -175,16 +176,16 @@ func TestCreateToken(t *testing.T) {
 	}{
 		{name: "all", wantRepos: []string{"api", "web", "infra"}, wantPerms: orgPermissions,
 			wantSelection: "selected"},
-		{name: "by names", req: TokenRequest{Repositories: []string{"web", "api"}},
+		{name: "by names", req: github.TokenRequest{Repositories: []string{"web", "api"}},
 			wantRepos: []string{"api", "web"}, wantPerms: orgPermissions, wantSelection: "selected", wantListed: 2},
-		{name: "by IDs", req: TokenRequest{RepositoryIDs: []int64{repoInfra}},
+		{name: "by IDs", req: github.TokenRequest{RepositoryIDs: []int64{repoInfra}},
 			wantRepos: []string{"infra"}, wantPerms: orgPermissions, wantSelection: "selected", wantListed: 1},
 		// GitHub adds metadata:read to any narrowed set when the installation has it.
-		{name: "with permissions", req: TokenRequest{Permissions: map[string]string{"contents": "read"}},
+		{name: "with permissions", req: github.TokenRequest{Permissions: map[string]string{"contents": "read"}},
 			wantRepos: []string{"api", "web", "infra"}, wantPerms: map[string]string{"contents": "read", "metadata": "read"},
 			wantSelection: "selected"},
 		{name: "names and permissions",
-			req:       TokenRequest{Repositories: []string{"api"}, Permissions: map[string]string{"issues": "write", "metadata": "read"}},
+			req:       github.TokenRequest{Repositories: []string{"api"}, Permissions: map[string]string{"issues": "write", "metadata": "read"}},
 			wantRepos: []string{"api"}, wantPerms: map[string]string{"issues": "write", "metadata": "read"},
 			wantSelection: "selected", wantListed: 1},
 	}
@@ -247,7 +248,7 @@ func TestRevokeToken(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	c := h.newClient(t)
-	tok, err := c.CreateToken(t.Context(), userInstallation, TokenRequest{})
+	tok, err := c.CreateToken(t.Context(), userInstallation, github.TokenRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +265,7 @@ func TestRevokeToken(t *testing.T) {
 	}
 	// A revoked token is dead: GitHub answers 401 Bad credentials to every use.
 	_, err = c.TokenRepositories(t.Context(), tok.Token)
-	e := assertKind(t, err, KindBadCredentials)
+	e := assertKind(t, err, github.KindBadCredentials)
 	if e.StatusCode != 401 || e.Message != "Bad credentials" {
 		t.Fatalf("using a revoked token: %+v", e)
 	}
@@ -292,11 +293,11 @@ func TestRevokeToken(t *testing.T) {
 func TestRevokeTokenWithoutKey(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	tok, err := h.newClient(t).CreateToken(t.Context(), orgInstallation, TokenRequest{})
+	tok, err := h.newClient(t).CreateToken(t.Context(), orgInstallation, github.TokenRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := h.newClient(t, func(o *Options) { o.PrivateKey, o.AppID = nil, 0 })
+	c := h.newClient(t, func(o *github.Options) { o.PrivateKey, o.AppID = nil, 0 })
 	if err := c.RevokeToken(t.Context(), tok.Token); err != nil {
 		t.Fatalf("RevokeToken without a key: %v", err)
 	}
@@ -310,7 +311,7 @@ func TestLongTokens(t *testing.T) {
 	h := newHarness(t)
 	h.fake.SetFaults(fakegithub.Faults{LongTokens: true})
 	c := h.newClient(t)
-	tok, err := c.CreateToken(t.Context(), orgInstallation, TokenRequest{Repositories: []string{"api"}})
+	tok, err := c.CreateToken(t.Context(), orgInstallation, github.TokenRequest{Repositories: []string{"api"}})
 	if err != nil {
 		t.Fatalf("CreateToken: %v", err)
 	}
@@ -327,7 +328,7 @@ func TestLongTokens(t *testing.T) {
 		t.Fatalf("RevokeToken with a long token: %v", err)
 	}
 	_, err = c.TokenRepositories(t.Context(), tok.Token)
-	assertKind(t, err, KindBadCredentials)
+	assertKind(t, err, github.KindBadCredentials)
 	assertNoSecret(t, err, tok.Token)
 	if s := tok.String(); strings.Contains(s, tok.Token) {
 		t.Fatalf("Token.String shows the long token")

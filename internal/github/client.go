@@ -164,8 +164,13 @@ func NormalizeBaseURL(raw string) (string, error) {
 	}
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return "", fmt.Errorf("base_url %q is not an http(s) URL: expected %s or https://HOST/api/v3 for GitHub "+
-			"Enterprise Server", raw, DefaultBaseURL)
+		// Quote the URL without its password (ftp://user:secret@host); an unparsable one is not quoted at all.
+		shown := "base_url"
+		if err == nil {
+			shown = fmt.Sprintf("base_url %q", u.Redacted())
+		}
+		return "", fmt.Errorf("%s is not an http(s) URL: expected %s or https://HOST/api/v3 for GitHub "+
+			"Enterprise Server", shown, DefaultBaseURL)
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return "", fmt.Errorf("base_url %q must not hold credentials, a query or a fragment", u.Redacted())

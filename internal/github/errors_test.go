@@ -1,4 +1,4 @@
-package github
+package github_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/fakegithub"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
 var (
@@ -47,82 +48,85 @@ const (
 // error text.
 func TestErrorKinds(t *testing.T) {
 	t.Parallel()
-	type op func(ctx context.Context, c *Client) error
-	mint := func(id int64, req TokenRequest) op {
-		return func(ctx context.Context, c *Client) error { _, err := c.CreateToken(ctx, id, req); return err }
+	type op func(ctx context.Context, c *github.Client) error
+	mint := func(id int64, req github.TokenRequest) op {
+		return func(ctx context.Context, c *github.Client) error { _, err := c.CreateToken(ctx, id, req); return err }
 	}
-	getApp := func(ctx context.Context, c *Client) error { _, err := c.App(ctx); return err }
+	getApp := func(ctx context.Context, c *github.Client) error { _, err := c.App(ctx); return err }
 
 	tests := []struct {
 		name       string
-		options    func(*Options)
+		options    func(*github.Options)
 		faults     *fakegithub.Faults
-		setup      func(t *testing.T, h *harness, c *Client) op // when the call needs state, e.g. a revoked token
+		setup      func(t *testing.T, h *harness, c *github.Client) op // when the call needs state, e.g. a revoked token
 		call       op
-		wantKind   Kind
+		wantKind   github.Kind
 		wantStatus int
 		wantMsg    string // exact, or a prefix when wantPrefix
 		wantPrefix bool
 		wantCalls  map[string]int
 		wantRetry  time.Duration // Error.RetryAfter; -1: any positive
 	}{
-		{name: "bad key", options: func(o *Options) { o.PrivateKey = otherKey(t) }, call: getApp,
-			wantKind: KindBadCredentials, wantStatus: 401, wantMsg: ghJWTUndecodable, wantCalls: map[string]int{appRoute: 1}},
-		{name: "wrong app ID", options: func(o *Options) { o.AppID = 4242 }, call: getApp,
-			wantKind: KindBadCredentials, wantStatus: 404, wantMsg: ghIntegrationNF, wantCalls: map[string]int{appRoute: 1}},
-		{name: "wrong client ID", options: func(o *Options) { o.ClientID = "Iv23liNOSUCHAPP" }, call: mint(orgInstallation, TokenRequest{}),
-			wantKind: KindBadCredentials, wantStatus: 404, wantMsg: ghIntegrationNF, wantCalls: map[string]int{mintRoute: 1}},
-		{name: "unknown installation", call: mint(unknownInstallID, TokenRequest{}),
-			wantKind: KindNotFound, wantStatus: 404, wantMsg: "Not Found", wantCalls: map[string]int{mintRoute: 1}},
+		{name: "bad key", options: func(o *github.Options) { o.PrivateKey = otherKey(t) }, call: getApp,
+			wantKind: github.KindBadCredentials, wantStatus: 401, wantMsg: ghJWTUndecodable, wantCalls: map[string]int{appRoute: 1}},
+		{name: "wrong app ID", options: func(o *github.Options) { o.AppID = 4242 }, call: getApp,
+			wantKind: github.KindBadCredentials, wantStatus: 404, wantMsg: ghIntegrationNF, wantCalls: map[string]int{appRoute: 1}},
+		{name: "wrong client ID", options: func(o *github.Options) { o.ClientID = "Iv23liNOSUCHAPP" }, call: mint(orgInstallation, github.TokenRequest{}),
+			wantKind: github.KindBadCredentials, wantStatus: 404, wantMsg: ghIntegrationNF, wantCalls: map[string]int{mintRoute: 1}},
+		{name: "unknown installation", call: mint(unknownInstallID, github.TokenRequest{}),
+			wantKind: github.KindNotFound, wantStatus: 404, wantMsg: "Not Found", wantCalls: map[string]int{mintRoute: 1}},
 		{name: "unknown installation lookup",
-			call: func(ctx context.Context, c *Client) error {
+			call: func(ctx context.Context, c *github.Client) error {
 				_, err := c.Installation(ctx, unknownInstallID)
 				return err
 			},
-			wantKind: KindNotFound, wantStatus: 404, wantMsg: "Not Found", wantCalls: map[string]int{installationRoute: 1}},
-		{name: "suspended", call: mint(suspendedInstall, TokenRequest{}),
-			wantKind: KindSuspended, wantStatus: 403, wantMsg: ghSuspended, wantCalls: map[string]int{mintRoute: 1}},
-		{name: "repository by name not in installation", call: mint(orgInstallation, TokenRequest{Repositories: []string{"api", "dotfiles"}}),
-			wantKind: KindValidation, wantStatus: 422, wantMsg: ghRepoInaccessible, wantCalls: map[string]int{mintRoute: 1}},
-		{name: "repository by ID not in installation", call: mint(orgInstallation, TokenRequest{RepositoryIDs: []int64{repoDotfiles}}),
-			wantKind: KindValidation, wantStatus: 422, wantMsg: ghRepoInaccessible, wantCalls: map[string]int{mintRoute: 1}},
-		{name: "permission not granted", call: mint(orgInstallation, TokenRequest{Permissions: map[string]string{"administration": "write"}}),
-			wantKind: KindValidation, wantStatus: 422, wantMsg: ghPermNotGranted, wantCalls: map[string]int{mintRoute: 1}},
-		{name: "permission level not granted", call: mint(orgInstallation, TokenRequest{Permissions: map[string]string{"pull_requests": "write"}}),
-			wantKind: KindValidation, wantStatus: 422, wantMsg: ghPermLevel, wantCalls: map[string]int{mintRoute: 1}},
+			wantKind: github.KindNotFound, wantStatus: 404, wantMsg: "Not Found", wantCalls: map[string]int{installationRoute: 1}},
+		{name: "suspended", call: mint(suspendedInstall, github.TokenRequest{}),
+			wantKind: github.KindSuspended, wantStatus: 403, wantMsg: ghSuspended, wantCalls: map[string]int{mintRoute: 1}},
+		{name: "repository by name not in installation", call: mint(orgInstallation, github.TokenRequest{Repositories: []string{"api", "dotfiles"}}),
+			wantKind: github.KindValidation, wantStatus: 422, wantMsg: ghRepoInaccessible, wantCalls: map[string]int{mintRoute: 1}},
+		{name: "repository by ID not in installation", call: mint(orgInstallation, github.TokenRequest{RepositoryIDs: []int64{repoDotfiles}}),
+			wantKind: github.KindValidation, wantStatus: 422, wantMsg: ghRepoInaccessible, wantCalls: map[string]int{mintRoute: 1}},
+		{name: "permission not granted", call: mint(orgInstallation, github.TokenRequest{Permissions: map[string]string{"administration": "write"}}),
+			wantKind: github.KindValidation, wantStatus: 422, wantMsg: ghPermNotGranted, wantCalls: map[string]int{mintRoute: 1}},
+		{name: "permission level not granted", call: mint(orgInstallation, github.TokenRequest{Permissions: map[string]string{"pull_requests": "write"}}),
+			wantKind: github.KindValidation, wantStatus: 422, wantMsg: ghPermLevel, wantCalls: map[string]int{mintRoute: 1}},
 		{name: "revoked token",
-			setup: func(t *testing.T, h *harness, c *Client) op {
-				tok, err := c.CreateToken(t.Context(), orgInstallation, TokenRequest{})
+			setup: func(t *testing.T, h *harness, c *github.Client) op {
+				tok, err := c.CreateToken(t.Context(), orgInstallation, github.TokenRequest{})
 				if err != nil {
 					t.Fatal(err)
 				}
 				if err := c.RevokeToken(t.Context(), tok.Token); err != nil {
 					t.Fatal(err)
 				}
-				return func(ctx context.Context, c *Client) error { _, err := c.TokenRepositories(ctx, tok.Token); return err }
+				return func(ctx context.Context, c *github.Client) error {
+					_, err := c.TokenRepositories(ctx, tok.Token)
+					return err
+				}
 			},
-			wantKind: KindBadCredentials, wantStatus: 401, wantMsg: ghBadCredentials, wantCalls: map[string]int{tokenReposRoute: 1}},
+			wantKind: github.KindBadCredentials, wantStatus: 401, wantMsg: ghBadCredentials, wantCalls: map[string]int{tokenReposRoute: 1}},
 		// Rate limits whose wait is longer than the caller's deadline fail at once, saying when to retry.
 		{name: "secondary rate limit 429", faults: &fakegithub.Faults{SecondaryRateLimit: 429, RetryAfter: 30},
-			call: mint(orgInstallation, TokenRequest{}), wantKind: KindRateLimited, wantStatus: 429,
+			call: mint(orgInstallation, github.TokenRequest{}), wantKind: github.KindRateLimited, wantStatus: 429,
 			wantMsg: "You have exceeded a secondary rate limit", wantPrefix: true, wantCalls: map[string]int{mintRoute: 1},
 			wantRetry: 30 * time.Second},
 		{name: "secondary rate limit 403", faults: &fakegithub.Faults{SecondaryRateLimit: 403, RetryAfter: 45},
-			call: getApp, wantKind: KindRateLimited, wantStatus: 403,
+			call: getApp, wantKind: github.KindRateLimited, wantStatus: 403,
 			wantMsg: "You have exceeded a secondary rate limit", wantPrefix: true, wantCalls: map[string]int{appRoute: 1},
 			wantRetry: 45 * time.Second},
 		{name: "primary rate limit", faults: &fakegithub.Faults{PrimaryRateLimit: true, RateLimitReset: time.Minute},
-			call: mint(orgInstallation, TokenRequest{}), wantKind: KindRateLimited, wantStatus: 403,
+			call: mint(orgInstallation, github.TokenRequest{}), wantKind: github.KindRateLimited, wantStatus: 403,
 			wantMsg: "API rate limit exceeded for app ID 1001", wantPrefix: true, wantCalls: map[string]int{mintRoute: 1},
 			wantRetry: -1},
 		// An outage drops connections: no status, a transport error, retried and then given up.
-		{name: "unavailable", options: func(o *Options) { o.MaxRetries = 1 },
+		{name: "unavailable", options: func(o *github.Options) { o.MaxRetries = 1 },
 			faults: &fakegithub.Faults{OutageUntil: time.Now().Add(time.Hour)},
-			call:   mint(orgInstallation, TokenRequest{}), wantKind: KindUnavailable, wantStatus: 0,
+			call:   mint(orgInstallation, github.TokenRequest{}), wantKind: github.KindUnavailable, wantStatus: 0,
 			wantCalls: map[string]int{mintRoute: 2}},
-		{name: "server errors", options: func(o *Options) { o.MaxRetries = 1 },
+		{name: "server errors", options: func(o *github.Options) { o.MaxRetries = 1 },
 			faults: &fakegithub.Faults{ErrorRate: 1, ErrorStatus: 503},
-			call:   getApp, wantKind: KindUnavailable, wantStatus: 503, wantMsg: "Service Unavailable",
+			call:   getApp, wantKind: github.KindUnavailable, wantStatus: 503, wantMsg: "Service Unavailable",
 			wantCalls: map[string]int{appRoute: 2}},
 	}
 	for _, tt := range tests {
@@ -139,7 +143,7 @@ func TestErrorKinds(t *testing.T) {
 			if tt.setup != nil {
 				call = tt.setup(t, h, good)
 			}
-			var mutate []func(*Options)
+			var mutate []func(*github.Options)
 			if tt.options != nil {
 				mutate = append(mutate, tt.options)
 			}
@@ -180,7 +184,7 @@ func TestErrorKinds(t *testing.T) {
 			case tt.wantRetry > 0 && !strings.Contains(err.Error(), "retry after"):
 				t.Errorf("Error() = %q does not say when to retry", err)
 			}
-			if tt.wantKind == KindRateLimited && elapsed > time.Second {
+			if tt.wantKind == github.KindRateLimited && elapsed > time.Second {
 				t.Errorf("a rate limit beyond the deadline took %s to fail, want at once", elapsed)
 			}
 			st := h.fake.Stats()

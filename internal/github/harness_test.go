@@ -1,4 +1,4 @@
-package github
+package github_test
 
 import (
 	"encoding/pem"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/fakegithub"
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/ghcontract"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
 // The fixture every emulator test starts from: one App installed on an organisation, on a user and on a suspended
@@ -50,7 +51,7 @@ var orgPermissions = map[string]string{
 
 func testFixture(t testing.TB) fakegithub.Fixture {
 	t.Helper()
-	pub, err := fakegithub.EncodePublicKey(&sharedKey(t).PublicKey)
+	pub, err := fakegithub.EncodePublicKey(&github.SharedKey(t).PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,12 +195,12 @@ func (h *harness) checkContract(t *testing.T) {
 
 // newClient builds a client for the emulator: App 1001 by ID, the shared key, every exchange contract-checked.
 // mutate adjusts the options before the client is built.
-func (h *harness) newClient(t *testing.T, mutate ...func(*Options)) *Client {
+func (h *harness) newClient(t *testing.T, mutate ...func(*github.Options)) *github.Client {
 	t.Helper()
-	o := Options{
+	o := github.Options{
 		BaseURL:       h.srv.URL,
 		AppID:         testAppID,
-		PrivateKey:    sharedKey(t),
+		PrivateKey:    github.SharedKey(t),
 		UserAgent:     testUserAgent,
 		WrapTransport: h.client.RoundTripper,
 	}
@@ -209,7 +210,7 @@ func (h *harness) newClient(t *testing.T, mutate ...func(*Options)) *Client {
 	for _, m := range mutate {
 		m(&o)
 	}
-	c, err := NewClient(o)
+	c, err := github.NewClient(o)
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}
@@ -252,12 +253,12 @@ func (c *fakeClock) advance(h *harness, d time.Duration) {
 }
 
 // assertKind fails unless err is a *Error of the wanted kind.
-func assertKind(t *testing.T, err error, want Kind) *Error {
+func assertKind(t *testing.T, err error, want github.Kind) *github.Error {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("got no error, want %s", want)
 	}
-	var gerr *Error
+	var gerr *github.Error
 	if !errors.As(err, &gerr) {
 		t.Fatalf("error %q (%T) is not a *github.Error", err, err)
 	}

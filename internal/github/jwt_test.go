@@ -1,6 +1,7 @@
-package github
+package github_test
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/fakegithub"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
 // TestClockSkew runs the client against an emulator whose clock is off. GitHub checks JWT times without leeway, so
@@ -41,7 +43,7 @@ func TestClockSkew(t *testing.T) {
 			c := h.newClient(t)
 			signedBefore := int64(0)
 			if tt.warm {
-				if _, err := c.CreateToken(t.Context(), orgInstallation, TokenRequest{}); err != nil {
+				if _, err := c.CreateToken(t.Context(), orgInstallation, github.TokenRequest{}); err != nil {
 					t.Fatal(err)
 				}
 				signedBefore = c.JWTSignatures()
@@ -49,7 +51,7 @@ func TestClockSkew(t *testing.T) {
 			h.fake.SetFaults(fakegithub.Faults{ClockOffset: tt.offset})
 			h.fake.ResetStats()
 
-			tok, err := c.CreateToken(t.Context(), orgInstallation, TokenRequest{})
+			tok, err := c.CreateToken(t.Context(), orgInstallation, github.TokenRequest{})
 			st := h.fake.Stats()
 			signed := c.JWTSignatures() - signedBefore
 			t.Logf("clock skew %s (warm %v): %d calls to the mint endpoint, %d distinct JWTs, %d signatures, err %v",
@@ -71,7 +73,7 @@ func TestClockSkew(t *testing.T) {
 
 			// Once corrected, the estimate sticks: the next mint needs no retry and no new signature.
 			h.fake.ResetStats()
-			if _, err := c.CreateToken(t.Context(), orgInstallation, TokenRequest{}); err != nil {
+			if _, err := c.CreateToken(t.Context(), orgInstallation, github.TokenRequest{}); err != nil {
 				t.Fatal(err)
 			}
 			if st := h.fake.Stats(); st.Calls[mintRoute] != 1 || c.JWTSignatures()-signedBefore != tt.wantSigns {
@@ -91,7 +93,7 @@ func TestClockSkewRetriedOnce(t *testing.T) {
 	// correcting from Date fixes it. A clock that jumps again between attempts cannot be fixed; simulate that by
 	// moving the client's clock after each signature.
 	clock := &fakeClock{}
-	c := h.newClient(t, func(o *Options) {
+	c := h.newClient(t, func(o *github.Options) {
 		o.Now = func() time.Time {
 			clock.mu.Lock()
 			defer clock.mu.Unlock()
@@ -99,8 +101,11 @@ func TestClockSkewRetriedOnce(t *testing.T) {
 			return time.Now().Add(clock.offset)
 		}
 	})
-	_, err := c.CreateToken(t.Context(), orgInstallation, TokenRequest{})
-	e := assertKind(t, err, KindBadCredentials)
+	// The deadline ends a client that loops on skew retries, so that the call count below catches it quickly.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	_, err := c.CreateToken(ctx, orgInstallation, github.TokenRequest{})
+	e := assertKind(t, err, github.KindBadCredentials)
 	if e.StatusCode != 401 || !strings.HasPrefix(e.Message, "'Expiration time' claim ('exp')") {
 		t.Fatalf("error = %d %q, want a 401 about exp", e.StatusCode, e.Message)
 	}
@@ -116,10 +121,10 @@ func TestJWTReuse(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	clock := &fakeClock{}
-	c := h.newClient(t, func(o *Options) { o.Now = clock.Now })
+	c := h.newClient(t, func(o *github.Options) { o.Now = clock.Now })
 	const mints = 100
 	for i := range mints {
-		if _, err := c.CreateToken(t.Context(), orgInstallation, TokenRequest{}); err != nil {
+		if _, err := c.CreateToken(t.Context(), orgInstallation, github.TokenRequest{}); err != nil {
 			t.Fatalf("mint %d: %v", i, err)
 		}
 		clock.advance(h, 3*time.Second)
@@ -139,7 +144,7 @@ func TestJWTReuse(t *testing.T) {
 	errs := make(chan error, 20)
 	for range 20 {
 		wg.Go(func() {
-			if _, err := c.CreateToken(t.Context(), orgInstallation, TokenRequest{}); err != nil {
+			if _, err := c.CreateToken(t.Context(), orgInstallation, github.TokenRequest{}); err != nil {
 				errs <- err
 			}
 		})
@@ -161,7 +166,7 @@ func TestJWTRenewal(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	clock := &fakeClock{}
-	c := h.newClient(t, func(o *Options) { o.Now = clock.Now })
+	c := h.newClient(t, func(o *github.Options) { o.Now = clock.Now })
 
 	steps := []struct {
 		advance        time.Duration // before the call

@@ -1,4 +1,4 @@
-package github
+package github_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/fakegithub"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
 // TestRetryServerErrors counts attempts as the emulator saw them: transport errors and 5xx are retried MaxRetries
@@ -22,7 +23,7 @@ func TestRetryServerErrors(t *testing.T) {
 	}{
 		{name: "three failures then success", faults: fakegithub.Faults{FailNext: 3}, wantCalls: 4},
 		{name: "one 500 then success", faults: fakegithub.Faults{FailNext: 1, ErrorStatus: 500}, wantCalls: 2},
-		{name: "all failing, default retries", faults: fakegithub.Faults{ErrorRate: 1}, wantErr: true, wantCalls: 1 + DefaultMaxRetries},
+		{name: "all failing, default retries", faults: fakegithub.Faults{ErrorRate: 1}, wantErr: true, wantCalls: 1 + github.DefaultMaxRetries},
 		{name: "all failing, one retry", maxRetries: 1, faults: fakegithub.Faults{ErrorRate: 1}, wantErr: true, wantCalls: 2},
 		{name: "all failing, no retries", maxRetries: -1, faults: fakegithub.Faults{ErrorRate: 1}, wantErr: true, wantCalls: 1},
 		{name: "retries exhausted by one", maxRetries: 2, faults: fakegithub.Faults{FailNext: 3}, wantErr: true, wantCalls: 3},
@@ -31,15 +32,15 @@ func TestRetryServerErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t)
-			c := h.newClient(t, func(o *Options) { o.MaxRetries = tt.maxRetries })
+			c := h.newClient(t, func(o *github.Options) { o.MaxRetries = tt.maxRetries })
 			h.fake.SetFaults(tt.faults)
 			start := time.Now()
-			tok, err := c.CreateToken(t.Context(), orgInstallation, TokenRequest{})
+			tok, err := c.CreateToken(t.Context(), orgInstallation, github.TokenRequest{})
 			elapsed := time.Since(start)
 			calls := h.calls(mintRoute)
 			t.Logf("%s: %d calls to the mint endpoint in %s, error: %v", tt.name, calls, elapsed.Round(time.Millisecond), err)
 			if tt.wantErr {
-				e := assertKind(t, err, KindUnavailable)
+				e := assertKind(t, err, github.KindUnavailable)
 				if e.StatusCode != 502 || e.Message != "Bad Gateway" {
 					t.Errorf("error = %d %q, want 502 Bad Gateway", e.StatusCode, e.Message)
 				}
@@ -64,7 +65,7 @@ func TestRetryAfter(t *testing.T) {
 	c := h.newClient(t)
 	h.fake.SetFaults(fakegithub.Faults{SecondaryRateLimit: 429, RetryAfter: 2, RateLimitCalls: 1})
 	start := time.Now()
-	tok, err := c.CreateToken(t.Context(), orgInstallation, TokenRequest{})
+	tok, err := c.CreateToken(t.Context(), orgInstallation, github.TokenRequest{})
 	elapsed := time.Since(start)
 	t.Logf("429 with Retry-After: 2 -> success after %s, %d calls to the mint endpoint", elapsed.Round(time.Millisecond),
 		h.calls(mintRoute))
@@ -98,10 +99,10 @@ func TestRetryAfterBeyondDeadline(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), deadline)
 			defer cancel()
 			start := time.Now()
-			_, err := c.CreateToken(ctx, orgInstallation, TokenRequest{})
+			_, err := c.CreateToken(ctx, orgInstallation, github.TokenRequest{})
 			elapsed := time.Since(start)
 			t.Logf("Retry-After 2s with a %s deadline -> %v after %s", deadline, err, elapsed.Round(time.Millisecond))
-			e := assertKind(t, err, KindRateLimited)
+			e := assertKind(t, err, github.KindRateLimited)
 			if errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("the error is the deadline, not the rate limit: %v", err)
 			}
@@ -130,7 +131,7 @@ func TestPrimaryRateLimitReset(t *testing.T) {
 	}
 	h.fake.SetFaults(fakegithub.Faults{PrimaryRateLimit: true, RateLimitReset: 2 * time.Second, RateLimitCalls: 1})
 	start := time.Now()
-	_, err := c.CreateToken(t.Context(), orgInstallation, TokenRequest{})
+	_, err := c.CreateToken(t.Context(), orgInstallation, github.TokenRequest{})
 	elapsed := time.Since(start)
 	t.Logf("primary rate limit resetting in 2s -> %v after %s, %d calls", err, elapsed.Round(time.Millisecond),
 		h.calls(mintRoute))
@@ -158,7 +159,7 @@ func TestContextCancellation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := c.CreateToken(ctx, orgInstallation, TokenRequest{})
+	_, err := c.CreateToken(ctx, orgInstallation, github.TokenRequest{})
 	elapsed := time.Since(start)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("error = %v, want the context's deadline", err)
@@ -176,13 +177,13 @@ func TestContextCancellation(t *testing.T) {
 func TestRequestTimeout(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	c := h.newClient(t, func(o *Options) { o.RequestTimeout = 100 * time.Millisecond; o.MaxRetries = 1 })
+	c := h.newClient(t, func(o *github.Options) { o.RequestTimeout = 100 * time.Millisecond; o.MaxRetries = 1 })
 	if _, err := c.App(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	h.fake.SetFaults(fakegithub.Faults{Latency: 2 * time.Second})
-	_, err := c.CreateToken(t.Context(), orgInstallation, TokenRequest{})
-	e := assertKind(t, err, KindUnavailable)
+	_, err := c.CreateToken(t.Context(), orgInstallation, github.TokenRequest{})
+	e := assertKind(t, err, github.KindUnavailable)
 	if e.StatusCode != 0 || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("error = %v (status %d), want a per-attempt timeout", err, e.StatusCode)
 	}

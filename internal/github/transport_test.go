@@ -1,4 +1,4 @@
-package github
+package github_test
 
 import (
 	"crypto/ecdsa"
@@ -19,10 +19,11 @@ import (
 	"time"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/fakegithub"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
 // exercise runs every call the client has against the emulator, so that transport tests cover all of them.
-func exercise(t *testing.T, c *Client) {
+func exercise(t *testing.T, c *github.Client) {
 	t.Helper()
 	ctx := t.Context()
 	if _, err := c.App(ctx); err != nil {
@@ -37,11 +38,11 @@ func exercise(t *testing.T, c *Client) {
 	if in, err := c.FindInstallation(ctx, "octocat"); err != nil || in.ID != userInstallation {
 		t.Fatalf("FindInstallation: %v", err)
 	}
-	tok, err := c.CreateToken(ctx, orgInstallation, TokenRequest{Repositories: []string{"api"}})
+	tok, err := c.CreateToken(ctx, orgInstallation, github.TokenRequest{Repositories: []string{"api"}})
 	if err != nil {
 		t.Fatalf("CreateToken: %v", err)
 	}
-	if _, err := c.CreateToken(ctx, orgInstallation, TokenRequest{}); err != nil {
+	if _, err := c.CreateToken(ctx, orgInstallation, github.TokenRequest{}); err != nil {
 		t.Fatalf("CreateToken without a body: %v", err)
 	}
 	if repos, err := c.TokenRepositories(ctx, tok.Token); err != nil || len(repos) != 1 {
@@ -62,10 +63,10 @@ func TestHeaders(t *testing.T) {
 		t.Run(fmt.Sprintf("user agent %q", ua), func(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t)
-			exercise(t, h.newClient(t, func(o *Options) { o.UserAgent = ua }))
+			exercise(t, h.newClient(t, func(o *github.Options) { o.UserAgent = ua }))
 			wantUA := ua
 			if wantUA == "" {
-				wantUA = DefaultUserAgent
+				wantUA = github.DefaultUserAgent
 			}
 			reqs := h.log.all()
 			if len(reqs) != exercisedRequests {
@@ -111,7 +112,7 @@ func TestGHESBaseURL(t *testing.T) {
 		t.Run(suffix, func(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t)
-			c := h.newClient(t, func(o *Options) { o.BaseURL = h.srv.URL + suffix })
+			c := h.newClient(t, func(o *github.Options) { o.BaseURL = h.srv.URL + suffix })
 			if got, want := c.BaseURL(), h.srv.URL+"/api/v3"; got != want {
 				t.Fatalf("BaseURL() = %q, want %q", got, want)
 			}
@@ -148,10 +149,10 @@ func TestTLS(t *testing.T) {
 	exercise(t, h.newClient(t)) // newClient configures the emulator's certificate for a TLS harness
 
 	// Without the CA, the system roots apply and the emulator's self-signed certificate is refused.
-	c := h.newClient(t, func(o *Options) { o.CACertificate = ""; o.MaxRetries = -1 })
+	c := h.newClient(t, func(o *github.Options) { o.CACertificate = ""; o.MaxRetries = -1 })
 	h.fake.ResetStats()
 	_, err := c.App(t.Context())
-	e := assertKind(t, err, KindUnavailable)
+	e := assertKind(t, err, github.KindUnavailable)
 	var unknownCA x509.UnknownAuthorityError
 	if !errors.As(err, &unknownCA) || !strings.Contains(err.Error(), "x509") || e.StatusCode != 0 {
 		t.Fatalf("error = %v (%T), want an x509 unknown-authority transport failure", err, e.Err)
@@ -161,9 +162,9 @@ func TestTLS(t *testing.T) {
 	}
 
 	// A CA bundle that holds some other certificate is no better than none.
-	c = h.newClient(t, func(o *Options) { o.CACertificate = string(otherCA(t)); o.MaxRetries = -1 })
+	c = h.newClient(t, func(o *github.Options) { o.CACertificate = string(otherCA(t)); o.MaxRetries = -1 })
 	_, err = c.App(t.Context())
-	assertKind(t, err, KindUnavailable)
+	assertKind(t, err, github.KindUnavailable)
 	if !errors.As(err, &unknownCA) {
 		t.Fatalf("with an unrelated CA: %v, want an x509 unknown-authority failure", err)
 	}
@@ -223,7 +224,7 @@ func TestProxy(t *testing.T) {
 	}))
 	t.Cleanup(proxy.Close)
 
-	exercise(t, h.newClient(t, func(o *Options) { o.ProxyURL = proxy.URL }))
+	exercise(t, h.newClient(t, func(o *github.Options) { o.ProxyURL = proxy.URL }))
 	mu.Lock()
 	got := slices.Clone(proxied)
 	mu.Unlock()
@@ -302,7 +303,7 @@ func TestTokenRepositoriesPagination(t *testing.T) {
 	})
 	h := newHarnessWith(t, harnessConfig{fixture: &f})
 	c := h.newClient(t)
-	tok, err := c.CreateToken(t.Context(), 2100, TokenRequest{})
+	tok, err := c.CreateToken(t.Context(), 2100, github.TokenRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

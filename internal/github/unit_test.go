@@ -36,6 +36,8 @@ func TestNormalizeBaseURL(t *testing.T) {
 		{name: "query", raw: "https://api.github.com/?per_page=1", wantErr: "must not hold credentials, a query"},
 		{name: "fragment", raw: "https://api.github.com/#x", wantErr: "must not hold credentials, a query"},
 		{name: "userinfo", raw: "https://user:s3cr3t@ghe.example.com/api/v3", wantErr: "must not hold credentials"},
+		{name: "userinfo with a bad scheme", raw: "ftp://user:s3cr3t@ghe.example.com", wantErr: "is not an http(s) URL"},
+		{name: "userinfo unparsable", raw: "https://user:s3cr3t@ghe.example.com%zz/", wantErr: "is not an http(s) URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,128 @@
+// Command loadgen drives the benchmarks of `make bench` (scripts/bench.sh) against a real Vault dev server with the
+// GitHub App plugin mounted at github/, the no-op plugin (bench/noopplugin) at noop/ and KV v1 at kv/, with
+// cmd/fakegithub standing in for GitHub. Everything it talks to listens on 127.0.0.1.
+//
+//	loadgen -mode load   ...  throughput and latency of KV v1, no-op and GitHub reads at each concurrency
+//	loadgen -mode storm  ...  mint many tokens from a short-TTL role and watch their leases expire and revoke
+//	loadgen -mode report ...  print the markdown summary from the JSON the other modes wrote and `go test -bench`
+//
+// Every loop is bounded in time (phases by -duration, the storm's wait by -storm-wait) and the whole run by
+// -timeout, so the program always stops by itself.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		mode        = flag.String("mode", "load", "load, storm or report")
+		vaultAddr   = flag.String("vault-addr", os.Getenv("VAULT_ADDR"), "Vault's address")
+		vaultToken  = flag.String("vault-token", os.Getenv("VAULT_TOKEN"), "Vault token (the dev root token)")
+		githubURL   = flag.String("github-url", "", "the emulator's URL (its admin API gives the GitHub figures)")
+		pluginBin   = flag.String("plugin-bin", "", "the GitHub App plugin binary in Vault's plugin directory")
+		noopBin     = flag.String("noop-bin", "", "the no-op plugin binary in Vault's plugin directory")
+		vaultPID    = flag.Int("vault-pid", 0, "Vault's PID (CPU share; the plugins are its children)")
+		emuPID      = flag.Int("emulator-pid", 0, "the emulator's PID (CPU share)")
+		vaultLog    = flag.String("vault-log", "", "Vault's log file (the storm counts failed revocations in it)")
+		emuLog      = flag.String("emulator-log", "", "the emulator's request log (the storm counts DELETE statuses in it)")
+		out         = flag.String("out", "", "write the JSON result here (load, storm)")
+		timeout     = flag.Duration("timeout", 30*time.Minute, "stop everything after this long")
+		duration    = flag.Duration("duration", 10*time.Second, "measured time of each load phase")
+		warmup      = flag.Duration("warmup", time.Second, "unmeasured warm-up before each load phase")
+		concurrency = flag.String("concurrency", "1,4,16", "concurrencies of the load phases")
+		githubPath  = flag.String("github-path", "github/token/bench", "the plugin path the load phases read")
+		noopPath    = flag.String("noop-path", "noop/creds", "the no-op plugin path")
+		kvPath      = flag.String("kv-path", "kv/bench", "the KV v1 secret")
+		revokeLimit = flag.Duration("revoke-limit", 5*time.Minute, "the longest a cleanup between phases may take")
+		stormPath   = flag.String("storm-path", "github/token/storm", "the short-TTL role the storm mints from")
+		stormCount  = flag.Int("storm-count", 20000, "tokens the storm mints")
+		stormConc   = flag.Int("storm-concurrency", 16, "concurrency of the storm's minting")
+		stormTTL    = flag.Duration("storm-ttl", 30*time.Second, "the storm role's TTL (must match the role)")
+		stormWait   = flag.Duration("storm-wait", 10*time.Minute, "the longest wait for revocations after the last mint")
+		loadJSON    = flag.String("load", "", "report: the load result")
+		stormJSON   = flag.String("storm", "", "report: the storm result")
+		goBench     = flag.String("gobench", "", "report: output of go test -bench")
+		metaFile    = flag.String("meta", "", "report: 'Key: value' lines about the machine and versions")
+	)
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "loadgen: "+format+"\n", args...)
+	}
+
+	if *mode == "report" {
+		return writeReport(os.Stdout, *metaFile, *loadJSON, *stormJSON, *goBench)
+	}
+
+	if *vaultAddr == "" || *vaultToken == "" || *githubURL == "" {
+		return fmt.Errorf("-vault-addr, -vault-token and -github-url are required (VAULT_ADDR and VAULT_TOKEN work too)")
+	}
+	conc, err := parseInts(*concurrency)
+	if err != nil {
+		return fmt.Errorf("-concurrency %w", err)
+	}
+	maxConc := max(*stormConc, 1)
+	for _, c := range conc {
+		maxConc = max(maxConc, c)
+	}
+	admin := &vaultClient{addr: strings.TrimRight(*vaultAddr, "/"), token: *vaultToken, http: newHTTPClient(4)}
+	admin.http.Timeout = 2 * time.Minute // a sync revoke-prefix can take a while; Vault cuts it at 90 s anyway
+	hot := newHTTPClient(maxConc)
+	hot.Timeout = time.Minute
+	emu := &emulator{url: strings.TrimRight(*githubURL, "/"), http: &http.Client{Timeout: 30 * time.Second}}
+
+	var result any
+	switch *mode {
+	case "load":
+		result, err = runLoad(ctx, loadConfig{
+			vault: admin, hot: hot, emu: emu,
+			targets: []target{
+				{name: "kv", path: *kvPath},
+				{name: "noop", path: *noopPath, leased: true},
+				{name: "github", path: *githubPath, leased: true},
+			},
+			concurrency: conc, duration: *duration, warmup: *warmup,
+			pluginBin: *pluginBin, noopBin: *noopBin, vaultPID: *vaultPID, emuPID: *emuPID,
+			revokeLimit: *revokeLimit,
+		}, logf)
+	case "storm":
+		result, err = runStorm(ctx, stormConfig{
+			vault: admin, hot: hot, emu: emu, path: *stormPath,
+			count: *stormCount, concurrency: *stormConc, ttl: *stormTTL, wait: *stormWait,
+			pluginBin: *pluginBin, vaultPID: *vaultPID, emuPID: *emuPID, vaultLog: *vaultLog, emuLog: *emuLog,
+		}, logf)
+	default:
+		return fmt.Errorf("-mode %q: expected load, storm or report", *mode)
+	}
+	if result != nil && *out != "" {
+		data, jerr := json.MarshalIndent(result, "", "  ")
+		if jerr != nil {
+			return jerr
+		}
+		if werr := os.WriteFile(*out, append(data, '\n'), 0o644); werr != nil {
+			return werr
+		}
+	}
+	return err
+}

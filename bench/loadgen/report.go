@@ -1,0 +1,374 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// module is stripped from package names in the Go benchmark table.
+const module = "github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app"
+
+// Targets of the benchmark. They are reported, never asserted: a miss is a finding to explain, not a failed run.
+const (
+	targetRatio   = 0.85 // ours / no-op leased plugin at the highest concurrency
+	targetRSSMB   = 64.0 // plugin peak RSS under load
+	targetJWTMins = 5.0  // at most one JWT per this many minutes per mount
+)
+
+// writeReport prints the markdown summary of a run. Missing inputs are skipped, so that a partial run still
+// reports what it measured.
+func writeReport(w io.Writer, metaPath, loadPath, stormPath, goBenchPath string) error {
+	var load *loadReport
+	var storm *stormReport
+	if loadPath != "" {
+		load = &loadReport{}
+		if err := readJSON(loadPath, load); err != nil {
+			fmt.Fprintf(w, "> load results unreadable: %v\n\n", err)
+			load = nil
+		}
+	}
+	if stormPath != "" {
+		storm = &stormReport{}
+		if err := readJSON(stormPath, storm); err != nil {
+			fmt.Fprintf(w, "> storm results unreadable: %v\n\n", err)
+			storm = nil
+		}
+	}
+
+	fmt.Fprintln(w, "## Benchmark summary")
+	fmt.Fprintln(w)
+	if meta := readMeta(metaPath); len(meta) > 0 {
+		fmt.Fprintln(w, "| | |")
+		fmt.Fprintln(w, "|---|---|")
+		for _, kv := range meta {
+			fmt.Fprintf(w, "| %s | %s |\n", kv[0], kv[1])
+		}
+		fmt.Fprintln(w)
+	}
+	if load != nil {
+		writeLoad(w, load)
+	}
+	if storm != nil {
+		writeStorm(w, storm)
+	}
+	if goBenchPath != "" {
+		writeGoBench(w, goBenchPath)
+	}
+	writeTargets(w, load, storm)
+	return nil
+}
+
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(data)) == "null" {
+		return fmt.Errorf("%s: the run produced no result", path)
+	}
+	return json.Unmarshal(data, v)
+}
+
+// readMeta reads "Key: value" lines in order.
+func readMeta(path string) [][2]string {
+	if path == "" {
+		return nil
+	}
+	var out [][2]string
+	eachLine(path, 0, func(line string) {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) != "" {
+			out = append(out, [2]string{strings.TrimSpace(k), strings.TrimSpace(v)})
+		}
+	})
+	return out
+}
+
+func phase(load *loadReport, name string, conc int) *phaseResult {
+	for i := range load.Phases {
+		if load.Phases[i].Target == name && load.Phases[i].Concurrency == conc {
+			return &load.Phases[i]
+		}
+	}
+	return nil
+}
+
+func concurrencies(load *loadReport) []int {
+	var out []int
+	seen := map[int]bool{}
+	for _, p := range load.Phases {
+		if !seen[p.Concurrency] {
+			seen[p.Concurrency] = true
+			out = append(out, p.Concurrency)
+		}
+	}
+	return out
+}
+
+var targetLabel = map[string]string{"kv": "KV v1 read", "noop": "no-op leased", "github": "**github token**"}
+
+func writeLoad(w io.Writer, load *loadReport) {
+	fmt.Fprintf(w, "### Load: %s per phase after a %s warm-up\n\n", load.Duration, load.Warmup)
+	fmt.Fprintln(w, "| target | conc | ok/s | p50 ms | p99 ms | errors | GitHub calls/token | JWTs/1k tokens | plugin RSS peak MB | CPU % vault | plugin | emulator | loadgen | machine | leases revoked after (s) |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	for _, c := range concurrencies(load) {
+		for _, name := range []string{"kv", "noop", "github"} {
+			p := phase(load, name, c)
+			if p == nil {
+				continue
+			}
+			calls, jwts, rss, revoke := "–", "–", "–", "–"
+			if name == "github" {
+				calls = fmt.Sprintf("%.2f", p.CallsPerToken)
+				jwts = fmt.Sprintf("%.2f", p.JWTsPer1000)
+			}
+			if p.PluginRSSPeakM > 0 {
+				rss = fmt.Sprintf("%.1f", p.PluginRSSPeakM)
+			}
+			if p.LeasesRevoked > 0 || p.RevokeSeconds > 0 {
+				revoke = fmt.Sprintf("%d in %.1f", p.LeasesRevoked, p.RevokeSeconds)
+			}
+			// The plugin column shows whichever plugin served the phase.
+			pluginCPU := p.CPU["plugin"]
+			if name == "noop" {
+				pluginCPU = p.CPU["noop"]
+			} else if name == "kv" {
+				pluginCPU = 0
+			}
+			fmt.Fprintf(w, "| %s | %d | %.0f | %.2f | %.2f | %d | %s | %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %s |\n",
+				targetLabel[name], c, p.PerSecond, p.P50Ms, p.P99Ms, p.Errors, calls, jwts, rss,
+				p.CPU["vault"], pluginCPU, p.CPU["emulator"], p.CPU["loadgen"], p.CPU["machine"], revoke)
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "CPU columns are shares of the whole machine (100 % = every core busy) over the measured window.")
+	fmt.Fprintln(w)
+
+	fmt.Fprintln(w, "| conc | github tokens/s | no-op leased/s | KV v1/s | **ours / no-op** | ours / KV | ours per CPU-s w/o emulator / no-op per CPU-s |")
+	fmt.Fprintln(w, "|--:|--:|--:|--:|--:|--:|--:|")
+	for _, c := range concurrencies(load) {
+		gh, noop, kv := phase(load, "github", c), phase(load, "noop", c), phase(load, "kv", c)
+		if gh == nil || noop == nil {
+			continue
+		}
+		kvRate, ratioKV := 0.0, "–"
+		if kv != nil && kv.PerSecond > 0 {
+			kvRate = kv.PerSecond
+			ratioKV = fmt.Sprintf("%.2f", gh.PerSecond/kv.PerSecond)
+		}
+		fmt.Fprintf(w, "| %d | %.0f | %.0f | %.0f | **%s** | %s | %s |\n", c, gh.PerSecond, noop.PerSecond, kvRate,
+			ratio(gh.PerSecond, noop.PerSecond), ratioKV, cpuNormalisedRatio(gh, noop))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "The last column divides each rate by the CPU the Vault side spent on it (Vault, the plugin, the load "+
+		"generator; for ours, not the emulator, which stands in for GitHub and would run elsewhere): what the ratio "+
+		"would be if the emulator did not share the two cores.")
+	fmt.Fprintln(w)
+	mins := load.GitHubSeconds / 60
+	fmt.Fprintf(w, "Distinct App JWTs over the %.1f min of GitHub load phases (warm-ups and cleanups included): %d. "+
+		"Plugin VmHWM (process lifetime) after the load phases: %.1f MB; no-op plugin: %.1f MB.\n\n",
+		mins, load.JWTsTotal, load.PluginHWMM, load.NoopHWMM)
+	fmt.Fprintf(w, "Leases: %s.\n\n", load.Cleanup)
+	for _, n := range load.Notes {
+		fmt.Fprintf(w, "- note: %s\n", n)
+	}
+	if len(load.Notes) > 0 {
+		fmt.Fprintln(w)
+	}
+}
+
+func ratio(a, b float64) string {
+	if b <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+// cpuNormalisedRatio compares tokens per CPU-second of Vault + plugin + load generator (ours, emulator left out)
+// with the same for the no-op plugin.
+func cpuNormalisedRatio(gh, noop *phaseResult) string {
+	ours := gh.CPU["vault"] + gh.CPU["plugin"] + gh.CPU["loadgen"]
+	base := noop.CPU["vault"] + noop.CPU["noop"] + noop.CPU["loadgen"]
+	if ours <= 0 || base <= 0 {
+		return "–"
+	}
+	return ratio(gh.PerSecond/ours, noop.PerSecond/base)
+}
+
+func writeStorm(w io.Writer, s *stormReport) {
+	fmt.Fprintf(w, "### Revocation storm: %d tokens at concurrency %d, lease TTL %.0f s, left to expire\n\n",
+		s.Requested, s.Concurrency, s.TTLSeconds)
+	fmt.Fprintln(w, "| figure | value |")
+	fmt.Fprintln(w, "|---|--:|")
+	row := func(k string, format string, args ...any) {
+		fmt.Fprintf(w, "| %s | "+format+" |\n", append([]any{k}, args...)...)
+	}
+	row("tokens minted (errors)", "%d (%d)", s.Minted, s.MintErrors)
+	row("minting time, rate", "%.1f s, %.0f/s", s.MintSeconds, s.MintPerSecond)
+	row("GitHub calls per minted token; new JWTs while minting", "%.2f; %d", s.MintCallsPerTok, s.MintNewJWTs)
+	row("leases already expired and revoked when minting ended", "%d", s.RevokedDuringMnt)
+	row("every token revoked at the emulator", "%s (%d of %d)", yes(s.AllRevoked), s.Revoked, s.Minted)
+	row("last mint → every revocation seen", "%.1f s", s.SecondsAfterLast)
+	row("… of which after the last lease's TTL ran out", "%.1f s", s.LagAfterExpiry)
+	row("revocations in flight at the emulator, at most", "%d", s.MaxInFlight)
+	row("revocation rate: peak 1 s window, mean", "%.0f/s, %.0f/s", s.PeakRevokesPerSec, s.MeanRevokesPerSec)
+	row("expired but not yet revoked, at worst", "%d", s.MaxBacklog)
+	row("DELETE /installation/token after the reset (other calls)", "%d (%d)", s.DeleteCalls, s.OtherCalls)
+	row("DELETE statuses in the emulator log, whole storm", "%s", describeStatuses(s.DeleteStatuses))
+	row("revocation errors in Vault's log", "%d", s.VaultRevokeErrors)
+	row("leases left under the role (LIST sys/leases/lookup)", "%d", s.LeasesLeft)
+	irr := "n/a"
+	if s.Irrevocable >= 0 {
+		irr = strconv.Itoa(s.Irrevocable)
+	}
+	row("irrevocable leases (sys/leases/count)", "%s", irr)
+	row("plugin RSS peak during the storm", "%.1f MB", s.PluginRSSPeakM)
+	row("CPU % while revoking: vault / plugin / emulator / machine", "%.0f / %.0f / %.0f / %.0f",
+		s.CPU["vault"], s.CPU["plugin"], s.CPU["emulator"], s.CPU["machine"])
+	row("storm total", "%.0f s", s.TotalSeconds)
+	fmt.Fprintln(w)
+	if s.VaultErrorSample != "" {
+		fmt.Fprintf(w, "First revocation error in Vault's log: `%s`\n\n", s.VaultErrorSample)
+	}
+	if s.FirstMintError != "" {
+		fmt.Fprintf(w, "First mint error: `%s`\n\n", s.FirstMintError)
+	}
+}
+
+func yes(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "**no**"
+}
+
+// goBench is one line of go test -bench output.
+type goBench struct {
+	pkg, name string
+	iters     string
+	metrics   [][2]string // value, unit
+}
+
+func parseGoBench(path string) []goBench {
+	var out []goBench
+	pkg := ""
+	eachLine(path, 0, func(line string) {
+		if p, ok := strings.CutPrefix(line, "pkg: "); ok {
+			pkg = strings.TrimSpace(p)
+			return
+		}
+		if !strings.HasPrefix(line, "Benchmark") {
+			return
+		}
+		f := strings.Fields(line)
+		if len(f) < 4 || len(f)%2 != 0 {
+			return
+		}
+		b := goBench{pkg: pkg, name: f[0], iters: f[1]}
+		for i := 2; i+1 < len(f); i += 2 {
+			b.metrics = append(b.metrics, [2]string{f[i], f[i+1]})
+		}
+		out = append(out, b)
+	})
+	return out
+}
+
+func writeGoBench(w io.Writer, path string) {
+	benches := parseGoBench(path)
+	fmt.Fprintln(w, "### Go benchmarks (`go test -bench . -benchmem -run '^$'`)")
+	fmt.Fprintln(w)
+	if len(benches) == 0 {
+		fmt.Fprintf(w, "No benchmark lines in %s.\n\n", path)
+		return
+	}
+	fmt.Fprintln(w, "| package | benchmark | iterations | ns/op | B/op | allocs/op | other |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|---|")
+	for _, b := range benches {
+		std := map[string]string{}
+		var other []string
+		for _, m := range b.metrics {
+			switch m[1] {
+			case "ns/op", "B/op", "allocs/op":
+				std[m[1]] = m[0]
+			default:
+				other = append(other, m[0]+" "+m[1])
+			}
+		}
+		pkg := strings.TrimPrefix(strings.TrimPrefix(b.pkg, module), "/")
+		if pkg == "" {
+			pkg = "(root)"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", pkg, b.name, b.iters,
+			orDash(std["ns/op"]), orDash(std["B/op"]), orDash(std["allocs/op"]), strings.Join(other, ", "))
+	}
+	fmt.Fprintln(w)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
+}
+
+// writeTargets checks the run against the targets.
+func writeTargets(w io.Writer, load *loadReport, storm *stormReport) {
+	fmt.Fprintln(w, "### Targets")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| target | measured | met |")
+	fmt.Fprintln(w, "|---|---|:-:|")
+	row := func(t, m string, ok bool) { fmt.Fprintf(w, "| %s | %s | %s |\n", t, m, mark(ok)) }
+	if load != nil {
+		cs := concurrencies(load)
+		if len(cs) > 0 {
+			top := cs[len(cs)-1]
+			gh, noop := phase(load, "github", top), phase(load, "noop", top)
+			if gh != nil && noop != nil && noop.PerSecond > 0 {
+				r := gh.PerSecond / noop.PerSecond
+				row(fmt.Sprintf("ours / no-op leased plugin ≥ %.2f at concurrency %d", targetRatio, top),
+					fmt.Sprintf("%.2f (%.0f vs %.0f/s)", r, gh.PerSecond, noop.PerSecond), r >= targetRatio)
+			}
+		}
+		errs, minC, maxC := 0, 1e9, 0.0
+		var rss float64
+		for _, p := range load.Phases {
+			errs += p.Errors
+			if p.Target == "github" {
+				minC, maxC = min(minC, p.CallsPerToken), max(maxC, p.CallsPerToken)
+				rss = max(rss, p.PluginRSSPeakM)
+			}
+		}
+		row("zero errors in the load phases", strconv.Itoa(errs), errs == 0)
+		row("1.00 GitHub calls per minted token", fmt.Sprintf("%.2f … %.2f over the github phases", minC, maxC),
+			minC == 1 && maxC == 1)
+		jwtOK, per := true, "–"
+		if mins := load.GitHubSeconds / 60; mins > 0 {
+			allowed := int(mins/targetJWTMins) + 1
+			jwtOK = load.JWTsTotal <= allowed
+			per = fmt.Sprintf("%d distinct JWTs in %.1f min (at most %d allowed)", load.JWTsTotal, mins, allowed)
+		}
+		row(fmt.Sprintf("at most one JWT per %.0f minutes per mount", targetJWTMins), per, jwtOK)
+		if storm != nil {
+			rss = max(rss, storm.PluginRSSPeakM)
+		}
+		row(fmt.Sprintf("plugin peak RSS under load < %.0f MB", targetRSSMB), fmt.Sprintf("%.1f MB (VmRSS sampled every 50–100 ms)", rss),
+			rss > 0 && rss < targetRSSMB)
+	}
+	if storm != nil {
+		row("storm: every token revoked", fmt.Sprintf("%d of %d", storm.Revoked, storm.Minted), storm.AllRevoked && storm.Minted == storm.Requested)
+		row("storm: no lease left behind", strconv.Itoa(storm.LeasesLeft), storm.LeasesLeft == 0)
+		serr := storm.MintErrors + storm.VaultRevokeErrors
+		row("storm: no error (mints, revocations)", fmt.Sprintf("%d mint, %d revocation", storm.MintErrors, storm.VaultRevokeErrors), serr == 0)
+	}
+	fmt.Fprintln(w)
+}
+
+func mark(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}

@@ -1,0 +1,199 @@
+package githubapp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+)
+
+// The benchmarks drive the backend in process, the way Vault's router would, against the in-process emulator:
+// the plugin's own cost per mint and per revocation, without Vault's lease bookkeeping or the gRPC hop (make bench
+// measures those against a real Vault). Their role matches the one make bench uses.
+//
+//	go test -run '^$' -bench . -benchmem .
+//	go test -run '^$' -bench Mint -cpuprofile cpu.out . && go tool pprof -top cpu.out
+
+const benchRole = "bench"
+
+// benchEnv is a configured backend with the bench role. wrap, when set, wraps the plugin's HTTP transport.
+func benchEnv(b *testing.B, wrap func(http.RoundTripper) http.RoundTripper) *testEnv {
+	b.Helper()
+	e := newTestEnv(b)
+	if wrap != nil {
+		e.b.clientOptions = func(o *github.Options) { o.WrapTransport = wrap }
+	}
+	benchDo(b, e, logical.UpdateOperation, "config", map[string]any{
+		"app_id": testAppID, "private_key": testKeyPEM, "base_url": e.srv.URL,
+	})
+	benchDo(b, e, logical.UpdateOperation, "roles/"+benchRole, map[string]any{
+		"owner": "acme", "repositories": "api,web", "permissions": "contents=read,pull_requests=write", "ttl": "30m",
+	})
+	// One mint outside the timer builds the client, signs the JWT and caches the installation, as the first read
+	// after a mount does; the benchmarks measure the steady state after it.
+	benchMint(b, e)
+	return e
+}
+
+func benchDo(b *testing.B, e *testEnv, op logical.Operation, path string, data map[string]any) *logical.Response {
+	req := &logical.Request{Operation: op, Path: path, Data: data, Storage: e.storage}
+	resp, err := e.b.HandleRequest(context.Background(), req)
+	if err != nil {
+		b.Fatalf("%s %s: %v", op, path, err)
+	}
+	if resp != nil && resp.IsError() {
+		b.Fatalf("%s %s: %v", op, path, resp.Error())
+	}
+	return resp
+}
+
+func benchMint(b *testing.B, e *testEnv) *logical.Response {
+	resp := benchDo(b, e, logical.ReadOperation, "token/"+benchRole, nil)
+	if resp == nil || resp.Secret == nil || resp.Data["token"] == "" {
+		b.Fatalf("token/%s: no token", benchRole)
+	}
+	return resp
+}
+
+// reportGitHub adds the GitHub calls and JWT signatures per operation to the benchmark's figures.
+func reportGitHub(b *testing.B, e *testEnv, callsBefore int, sigsBefore int64) {
+	b.ReportMetric(float64(e.gh.Stats().TotalCalls-callsBefore)/float64(b.N), "gh-calls/op")
+	b.ReportMetric(float64(e.b.client.JWTSignatures()-sigsBefore)/float64(b.N), "jwt-signs/op")
+}
+
+// BenchmarkMint is one read of token/<role>: role from storage, installation from the cache, the JWT from the
+// cache, one POST to the emulator, the grant check and the response. The emulator's own work is in the figures.
+func BenchmarkMint(b *testing.B) {
+	e := benchEnv(b, nil)
+	calls, sigs := e.gh.Stats().TotalCalls, e.b.client.JWTSignatures()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		benchMint(b, e)
+	}
+	b.StopTimer()
+	reportGitHub(b, e, calls, sigs)
+}
+
+// BenchmarkMintParallel is BenchmarkMint from 8 goroutines per core (16 on two cores, as make bench's top
+// concurrency): contention on the plugin's locks and its connection pool shows here.
+func BenchmarkMintParallel(b *testing.B) {
+	e := benchEnv(b, nil)
+	calls, sigs := e.gh.Stats().TotalCalls, e.b.client.JWTSignatures()
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			benchMint(b, e)
+		}
+	})
+	b.StopTimer()
+	reportGitHub(b, e, calls, sigs)
+}
+
+// replayGitHub lets the first token creation through to the emulator, keeps its answer (GitHub's full shape: for
+// a token limited to two repositories about 9 KB, mostly the repository objects) and replays it for every later
+// one, so that BenchmarkMintPluginOnly counts the plugin's work alone: the emulator's CPU and allocations are not
+// the plugin's, and the loopback round trip is not either. Everything else goes to the emulator.
+type replayGitHub struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	body []byte
+}
+
+func (rg *replayGitHub) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/access_tokens") {
+		return rg.next.RoundTrip(r)
+	}
+	rg.mu.Lock()
+	body := rg.body
+	rg.mu.Unlock()
+	if body == nil {
+		resp, err := rg.next.RoundTrip(r)
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			return resp, err
+		}
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		rg.mu.Lock()
+		rg.body = body
+		rg.mu.Unlock()
+	} else if r.Body != nil {
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+	}
+	return &http.Response{
+		StatusCode:    http.StatusCreated,
+		Status:        "201 Created",
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        http.Header{"Content-Type": {"application/json; charset=utf-8"}},
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       r,
+	}, nil
+}
+
+// BenchmarkMintPluginOnly is BenchmarkMint with GitHub's answer replayed in the transport: the plugin's own CPU
+// and allocations per mint, Vault's framework included, the emulator and the loopback HTTP round trip not.
+func BenchmarkMintPluginOnly(b *testing.B) {
+	rg := &replayGitHub{}
+	e := benchEnv(b, func(next http.RoundTripper) http.RoundTripper { rg.next = next; return rg })
+	b.ReportMetric(float64(len(rg.body)), "answer-bytes")
+	calls, sigs := e.gh.Stats().TotalCalls, e.b.client.JWTSignatures()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		benchMint(b, e)
+	}
+	b.StopTimer()
+	reportGitHub(b, e, calls, sigs)
+}
+
+// BenchmarkRevoke is the lease's end: Vault hands the plugin the lease's internal data (stored as JSON) and the
+// plugin sends DELETE /installation/token to the emulator. The tokens are minted before the timer starts.
+func BenchmarkRevoke(b *testing.B) {
+	e := benchEnv(b, nil)
+	reqs := make([]*logical.Request, b.N)
+	for i := range reqs {
+		resp := benchMint(b, e)
+		raw, err := json.Marshal(resp.Secret.InternalData)
+		if err != nil {
+			b.Fatal(err)
+		}
+		secret := *resp.Secret
+		secret.InternalData = nil
+		if err := json.Unmarshal(raw, &secret.InternalData); err != nil {
+			b.Fatal(err)
+		}
+		reqs[i] = logical.RevokeRequest("token/"+benchRole, &secret, nil)
+		reqs[i].Storage = e.storage
+	}
+	before := e.gh.Stats()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for _, req := range reqs {
+		if _, err := e.b.HandleRequest(context.Background(), req); err != nil {
+			b.Fatalf("revoke: %v", err)
+		}
+	}
+	b.StopTimer()
+	after := e.gh.Stats()
+	b.ReportMetric(float64(after.TotalCalls-before.TotalCalls)/float64(b.N), "gh-calls/op")
+	if n := after.TokensRevoked - before.TokensRevoked; n != b.N {
+		b.Fatalf("the emulator saw %d revocations, want %d", n, b.N)
+	}
+}

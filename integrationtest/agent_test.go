@@ -1,0 +1,155 @@
+package integrationtest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// agentPlaceholders are the values of examples/agent.hcl that the test replaces with its own: the example's
+// address and file paths, written as a reader would fill them in.
+var agentPlaceholders = struct {
+	address, tokenFile, source, destination string
+}{
+	address:     "https://vault.example.com:8200",
+	tokenFile:   "/etc/vault-agent/vault-token",
+	source:      "/etc/vault-agent/token.ctmpl",
+	destination: "/run/secrets/github-token",
+}
+
+// TestAgentTemplate runs the README's Vault Agent example (examples/agent.hcl and examples/token.ctmpl) with a role
+// TTL of 15 s: Agent must render a new token before the first one's lease ends, and once the lease has ended the
+// first token must be dead at GitHub.
+func TestAgentTemplate(t *testing.T) {
+	s := requireStack(t)
+	v, gh := s.vault, s.gh
+	mount := v.newMount(t, s.bins.pluginVersion)
+	v.configure(t, mount, gh)
+	const ttl = 15 * time.Second
+	v.cli(t, "write", mount+"/roles/ci", "owner="+acmeOwner, "repositories=api", "permissions=contents=read",
+		fmt.Sprintf("ttl=%ds", int(ttl.Seconds())))
+
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "vault-token")
+	source := filepath.Join(dir, "token.ctmpl")
+	destination := filepath.Join(dir, "github-token")
+	configFile := filepath.Join(dir, "agent.hcl")
+
+	// Agent logs in with a Vault token that has the README's read policy, from a file (auto_auth token_file).
+	policy := mount + "-agent"
+	if r := v.run(v.rootToken, readExample(t, "policy-ci-read.hcl", mount), "policy", "write", policy, "-"); r.err != nil {
+		t.Fatalf("%s", r)
+	}
+	t.Cleanup(func() { v.run(v.rootToken, "", "policy", "delete", policy) })
+	var created struct {
+		Auth struct {
+			ClientToken string `json:"client_token"`
+		} `json:"auth"`
+	}
+	v.cliJSON(t, v.rootToken, &created, "token", "create", "-format=json", "-policy="+policy, "-ttl=10m")
+	if err := os.WriteFile(tokenFile, []byte(created.Auth.ClientToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.run(v.rootToken, "", "token", "revoke", created.Auth.ClientToken) })
+
+	if err := os.WriteFile(source, []byte(readExample(t, "token.ctmpl", mount)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	config := readExample(t, "agent.hcl", "")
+	for _, r := range []struct{ example, ours string }{
+		{agentPlaceholders.address, v.addr},
+		{agentPlaceholders.tokenFile, tokenFile},
+		{agentPlaceholders.source, source},
+		{agentPlaceholders.destination, destination},
+	} {
+		if !strings.Contains(config, `"`+r.example+`"`) {
+			t.Fatalf("examples/agent.hcl no longer holds %q, which the test replaces: update agentPlaceholders", r.example)
+		}
+		config = strings.ReplaceAll(config, `"`+r.example+`"`, fmt.Sprintf("%q", r.ours))
+	}
+	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// The agent's environment has no VAULT_* variables: the address must come from the example's vault stanza.
+	agent, err := startProc(dir, "vault-agent", cleanEnv(dir), v.bin, "agent", "-config="+configFile, "-log-level=debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopOnCleanup(t, agent, 80)
+
+	// renderedToken reads the destination: the token and when Agent wrote it.
+	renderedToken := func() (string, time.Time, error) {
+		if agent.exited() {
+			return "", time.Time{}, fmt.Errorf("vault agent exited: %v", agent.waitErr)
+		}
+		st, err := os.Stat(destination)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		data, err := os.ReadFile(destination)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		tok := strings.TrimSpace(string(data))
+		if tok == "" {
+			return "", time.Time{}, errors.New("the rendered file is empty")
+		}
+		return tok, st.ModTime(), nil
+	}
+
+	var first string
+	var firstAt time.Time
+	eventually(t, 30*time.Second, 100*time.Millisecond, "Agent renders the template", func() (err error) {
+		first, firstAt, err = renderedToken()
+		return err
+	})
+	if st, err := os.Stat(destination); err == nil && st.Mode().Perm() != 0o600 {
+		t.Errorf("the rendered token file has mode %v, want 0600 (perms in the example)", st.Mode().Perm())
+	}
+	gh.mustReach(t, first, "api")
+
+	// The lease behind the first token: the only one under the role so far.
+	leases := v.leasesUnder(t, mount+"/token/ci/")
+	if len(leases) != 1 {
+		t.Fatalf("%d leases under %s/token/ci/ after the first render, want 1", len(leases), mount)
+	}
+	firstExpiry, err := v.leaseExpiry(t, leases[0])
+	if err != nil {
+		t.Fatalf("looking up the first lease: %v", err)
+	}
+	if d := firstExpiry.Sub(firstAt); d <= 0 || d > ttl {
+		t.Fatalf("the first lease ends %s after the first render, want within the role's ttl %s", d, ttl)
+	}
+
+	// Agent fetches a non-renewable secret again at 85-95% of its lease (with jitter): wait for the change.
+	var second string
+	var secondAt time.Time
+	eventually(t, 60*time.Second, 100*time.Millisecond, "Agent renders a new token", func() error {
+		tok, at, err := renderedToken()
+		if err != nil {
+			return err
+		}
+		if tok == first {
+			return errors.New("the rendered file still holds the first token")
+		}
+		second, secondAt = tok, at
+		return nil
+	})
+	if !secondAt.Before(firstExpiry) {
+		t.Errorf("the new token was rendered at %s, not before the first lease ended at %s",
+			secondAt.Format(time.RFC3339Nano), firstExpiry.Format(time.RFC3339Nano))
+	} else {
+		t.Logf("Agent rendered the new token %s before the first lease ended", firstExpiry.Sub(secondAt).Round(time.Millisecond))
+	}
+	gh.mustReach(t, second, "api")
+
+	// Vault revokes the first token at GitHub when its lease expires.
+	wait := time.Until(firstExpiry.Add(30 * time.Second))
+	gh.waitDead(t, first, wait, "the first token, after its lease ended")
+	t.Logf("the first token was dead at the emulator %s after its lease ended", time.Since(firstExpiry).Round(time.Millisecond))
+}

@@ -1,0 +1,27 @@
+// Package integrationtest runs the plugin in a real Vault server and a real Vault Agent against the GitHub emulator
+// (cmd/fakegithub), and drives them through the vault CLI and github.com/hashicorp/vault/api.
+//
+// `make integration` builds everything and runs the tests. They also run alone (go test ./integrationtest/); then
+// TestMain builds the plugin (with the Version ldflag from the VERSION file) and the emulator into a temporary
+// directory and gets Vault from scripts/vault.sh. These variables override what TestMain finds:
+//
+//	VAULT_BIN        the vault binary
+//	PLUGIN_BIN       the plugin binary, built with -X <module>.Version=$PLUGIN_VERSION
+//	PLUGIN_VERSION   the version to register the plugin with (default: the VERSION file)
+//	FAKEGITHUB_BIN   the emulator binary
+//	CI               when true, nothing skips: a missing piece fails the run
+//
+// Without CI, the tests skip (with the reason) only when no Vault binary can be obtained.
+//
+// One emulator and one Vault dev server are shared by the tests; each test mounts the plugin at its own path
+// (gh-<test>-<n>) and disables it when done, which revokes its leases. The restart test runs a second Vault with
+// file storage of its own. Tests run one after another: the crash test kills the plugin process that every mount
+// of the shared server uses.
+//
+// The files in examples/ are the README's policy and Vault Agent examples, and the tests use them as they are,
+// with two kinds of textual substitution: the mount path "github/" becomes the test's mount, and in agent.hcl the
+// example address and file paths (see agentPlaceholders in agent_test.go) become the test's. A change to an example
+// that the substitution no longer fits fails the tests, so the README cannot drift from what is tested.
+//
+// Token values never reach the test log: the harness redacts GitHub and Vault tokens from every output it prints.
+package integrationtest

@@ -1,0 +1,695 @@
+package integrationtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+)
+
+const (
+	pluginName = "vault-plugin-secrets-github-app"
+
+	// The emulator's built-in fixture (fakegithub.DemoFixture): App 1001 installed on the organization acme
+	// (installation 2001: repositories api, web, infra) and on the user octocat (installation 2002).
+	appID          = 1001
+	acmeInstallID  = 2001
+	acmeOwner      = "acme"
+	octocatAccount = "octocat"
+
+	// cliTimeout bounds one vault CLI call; none should come near it.
+	cliTimeout = 90 * time.Second
+)
+
+// secretPattern matches what must never reach the test log: GitHub installation tokens (classic and long forms) and
+// Vault service, batch and recovery tokens.
+var secretPattern = regexp.MustCompile(`ghs_[A-Za-z0-9._\-]+|hv[sbr]\.[A-Za-z0-9._\-]+`)
+
+// redact hides token values in text meant for the log.
+func redact(s string) string {
+	return secretPattern.ReplaceAllStringFunc(s, func(m string) string { return m[:4] + "<redacted>" })
+}
+
+// freePort finds a TCP port on 127.0.0.1 that nothing listens on. Another process may take it before the caller
+// binds it; starters that can fail that way retry with another port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// cleanEnv is the environment for processes the tests start: the test's own, without VAULT_* variables (a
+// developer's VAULT_ADDR, VAULT_TOKEN or VAULT_NAMESPACE must not leak in) and with HOME in a scratch directory,
+// so that neither the dev server nor the CLI's token helper touches ~/.vault-token.
+func cleanEnv(home string, extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "VAULT_") || strings.HasPrefix(kv, "HOME=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	env = append(env, "HOME="+home)
+	return append(env, extra...)
+}
+
+// proc is a process the tests started, with its output in a log file.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{} // closed when the process has exited
+	waitErr error
+}
+
+// startProc starts bin with its stdout and stderr in logDir/name.log. The process leads a process group of its
+// own, so that stop can also end the children it leaves behind (Vault's plugin processes); if the test binary
+// dies, the kernel sends the process SIGTERM (Pdeathsig), so nothing outlives a killed test run for long.
+func startProc(logDir, name string, env []string, bin string, args ...string) (*proc, error) {
+	logPath := filepath.Join(logDir, name+".log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop asks the process to end with SIGTERM and waits up to grace; then it kills what is left of its process group.
+// Vault shuts its plugins down on SIGTERM, so the group kill only finds something when a shutdown hangs.
+func (p *proc) stop(grace time.Duration) error {
+	if !p.exited() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	var err error
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		err = fmt.Errorf("%s (pid %d) did not stop within %s of SIGTERM; killed", p.name, p.pid(), grace)
+	}
+	// The group's ID is the leader's PID. ESRCH (nothing left) is the normal case.
+	_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
+	<-p.done
+	return err
+}
+
+// logTail returns the last n lines of the process's log, redacted.
+func (p *proc) logTail(n int) string { return tailFile(p.logPath, n) }
+
+func tailFile(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = append([]string{fmt.Sprintf("... (%d earlier lines in %s)", len(lines)-n, path)}, lines[len(lines)-n:]...)
+	}
+	return redact(strings.Join(lines, "\n"))
+}
+
+// stopOnCleanup stops p when the test ends, and shows its log when the test failed.
+func stopOnCleanup(t *testing.T, p *proc, logLines int) {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := p.stop(20 * time.Second); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("--- last lines of %s's log:\n%s", p.name, p.logTail(logLines))
+		}
+	})
+}
+
+// eventually calls f every interval until it returns nil, and fails the test with f's last error when timeout passes.
+func eventually(t *testing.T, timeout, interval time.Duration, what string, f func() error) {
+	t.Helper()
+	if err := poll(timeout, interval, f); err != nil {
+		t.Fatalf("%s: still not so after %s: %v", what, timeout, err)
+	}
+}
+
+// poll calls f every interval until it returns nil or timeout passes; it returns f's last error.
+func poll(timeout, interval time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(interval)
+	}
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func copyFile(dst, src string, mode os.FileMode) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, mode)
+}
+
+// ---------------------------------------------------------------------------------------------------- the emulator
+
+// fakeGitHub is a running cmd/fakegithub.
+type fakeGitHub struct {
+	proc    *proc
+	url     string // http://127.0.0.1:PORT
+	keyFile string // the App's private key, generated by the emulator
+	http    *http.Client
+}
+
+// startFakeGitHub starts the emulator with its built-in fixture and a generated App key on a free loopback port.
+func startFakeGitHub(bin, dir string) (*fakeGitHub, error) {
+	keyFile := filepath.Join(dir, "app.private-key.pem")
+	addrFile := filepath.Join(dir, "github.addr")
+	p, err := startProc(dir, "fakegithub", cleanEnv(dir), bin,
+		"-listen", "127.0.0.1:0", "-generate-key", keyFile, "-addr-file", addrFile)
+	if err != nil {
+		return nil, err
+	}
+	g := &fakeGitHub{proc: p, keyFile: keyFile, http: &http.Client{Timeout: 10 * time.Second}}
+	err = poll(30*time.Second, 50*time.Millisecond, func() error {
+		if p.exited() {
+			return fmt.Errorf("fakegithub exited: %v", p.waitErr)
+		}
+		data, err := os.ReadFile(addrFile)
+		if err != nil || len(bytes.TrimSpace(data)) == 0 {
+			return errors.New("no address written yet")
+		}
+		addr := strings.TrimSpace(string(data))
+		if !strings.Contains(addr, "://") {
+			addr = "http://" + addr
+		}
+		g.url = strings.TrimRight(addr, "/")
+		resp, err := g.http.Get(g.url + "/_fake/health")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET /_fake/health: %s", resp.Status)
+		}
+		if _, err := os.Stat(keyFile); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		p.stop(5 * time.Second)
+		return nil, fmt.Errorf("fakegithub did not come up: %w\n%s", err, p.logTail(30))
+	}
+	return g, nil
+}
+
+// reach asks the emulator what an installation token reaches (GET /installation/repositories, the way a client
+// of GitHub would). It returns the HTTP status and, on 200, the repository names.
+func (g *fakeGitHub) reach(token string) (int, []string, error) {
+	req, err := http.NewRequest(http.MethodGet, g.url+"/installation/repositories?per_page=100", nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "token "+token)
+	req.Header.Set("Accept", "application/vnd.github+json")
+	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
+	req.Header.Set("User-Agent", "vault-plugin-secrets-github-app-integrationtest")
+	resp, err := g.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, nil, nil
+	}
+	var body struct {
+		Repositories []struct {
+			Name string `json:"name"`
+		} `json:"repositories"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("decoding GET /installation/repositories: %w", err)
+	}
+	var names []string
+	for _, r := range body.Repositories {
+		names = append(names, r.Name)
+	}
+	return resp.StatusCode, names, nil
+}
+
+// mustReach fails the test unless the token is live at the emulator and reaches exactly the repositories want.
+func (g *fakeGitHub) mustReach(t *testing.T, token string, want ...string) {
+	t.Helper()
+	status, repos, err := g.reach(token)
+	if err != nil {
+		t.Fatalf("asking the emulator about a token: %v", err)
+	}
+	if status != http.StatusOK {
+		t.Fatalf("GET /installation/repositories with the token: HTTP %d, want 200 (the token should be live)", status)
+	}
+	if !sameSet(repos, want) {
+		t.Fatalf("the token reaches repositories %v, want %v", repos, want)
+	}
+}
+
+// waitDead polls the emulator until the token is refused with 401 (revoked or expired), failing the test after
+// timeout.
+func (g *fakeGitHub) waitDead(t *testing.T, token string, timeout time.Duration, what string) {
+	t.Helper()
+	eventually(t, timeout, 250*time.Millisecond, what, func() error {
+		status, _, err := g.reach(token)
+		if err != nil {
+			return err
+		}
+		if status != http.StatusUnauthorized {
+			return fmt.Errorf("the emulator answers HTTP %d to the token, want 401", status)
+		}
+		return nil
+	})
+}
+
+// tokenStatus is the emulator's own record of a token (POST /_fake/token-status).
+type tokenStatus struct {
+	InstallationID      int64             `json:"installation_id"`
+	ExpiresAt           time.Time         `json:"expires_at"`
+	Permissions         map[string]string `json:"permissions"`
+	Repositories        []string          `json:"repositories"`
+	RepositorySelection string            `json:"repository_selection"`
+	Revoked             bool              `json:"revoked"`
+	Expired             bool              `json:"expired"`
+	HashedToken         string            `json:"hashed_token"`
+}
+
+// status asks the emulator's admin API about a token it issued. The token travels in the body, not the URL.
+func (g *fakeGitHub) status(t *testing.T, token string) tokenStatus {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"token": token})
+	resp, err := g.http.Post(g.url+"/_fake/token-status", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST /_fake/token-status: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("POST /_fake/token-status: HTTP %d: %s", resp.StatusCode, redact(string(msg)))
+	}
+	var st tokenStatus
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("decoding /_fake/token-status: %v", err)
+	}
+	return st
+}
+
+// ----------------------------------------------------------------------------------------------------------- Vault
+
+// vaultServer is a running Vault server and how to talk to it.
+type vaultServer struct {
+	proc      *proc
+	bin       string
+	addr      string // http://127.0.0.1:PORT
+	rootToken string
+	home      string // HOME of the server and the CLI
+	pluginDir string
+}
+
+// client returns an API client for the server that uses token.
+func (v *vaultServer) client(t testing.TB, token string) *vaultapi.Client {
+	t.Helper()
+	cfg := vaultapi.DefaultConfig()
+	cfg.Address = v.addr
+	cfg.Timeout = cliTimeout
+	c, err := vaultapi.NewClient(cfg)
+	if err != nil {
+		t.Fatalf("vault API client: %v", err)
+	}
+	c.SetToken(token)
+	c.ClearNamespace()
+	return c
+}
+
+// cliResult is what one vault CLI call printed.
+type cliResult struct {
+	args           []string
+	stdout, stderr string
+	err            error
+}
+
+func (r cliResult) String() string {
+	return redact(fmt.Sprintf("vault %s: %v\nstdout: %s\nstderr: %s", strings.Join(r.args, " "), r.err, r.stdout, r.stderr))
+}
+
+// run runs the vault CLI against the server as token, optionally with stdin.
+func (v *vaultServer) run(token, stdin string, args ...string) cliResult {
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, v.bin, args...)
+	cmd.Env = cleanEnv(v.home, "VAULT_ADDR="+v.addr, "VAULT_TOKEN="+token)
+	cmd.Dir = v.home
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return cliResult{args: args, stdout: stdout.String(), stderr: stderr.String(), err: err}
+}
+
+// cli runs the vault CLI as root and fails the test if it fails. It returns stdout.
+func (v *vaultServer) cli(t *testing.T, args ...string) string {
+	t.Helper()
+	return v.cliAs(t, v.rootToken, args...)
+}
+
+// cliAs runs the vault CLI as token and fails the test if it fails. It returns stdout.
+func (v *vaultServer) cliAs(t *testing.T, token string, args ...string) string {
+	t.Helper()
+	r := v.run(token, "", args...)
+	if r.err != nil {
+		t.Fatalf("%s", r)
+	}
+	return r.stdout
+}
+
+// cliJSON runs the vault CLI as token with -format=json (put it in args) and decodes stdout into out.
+func (v *vaultServer) cliJSON(t *testing.T, token string, out any, args ...string) {
+	t.Helper()
+	stdout := v.cliAs(t, token, args...)
+	if err := json.Unmarshal([]byte(stdout), out); err != nil {
+		t.Fatalf("vault %s: decoding the JSON output: %v", strings.Join(args, " "), err)
+	}
+}
+
+// cliDenied runs the vault CLI as token and fails the test unless Vault refused the request with HTTP 403.
+func (v *vaultServer) cliDenied(t *testing.T, token string, args ...string) cliResult {
+	t.Helper()
+	r := v.run(token, "", args...)
+	if r.err == nil {
+		t.Fatalf("vault %s succeeded, want HTTP 403", strings.Join(args, " "))
+	}
+	if !strings.Contains(r.stderr, "Code: 403") {
+		t.Fatalf("want HTTP 403 from %s", r)
+	}
+	return r
+}
+
+// secretOutput is the JSON the vault CLI prints for a read or write that returns a secret.
+type secretOutput struct {
+	LeaseID       string   `json:"lease_id"`
+	LeaseDuration int      `json:"lease_duration"`
+	Renewable     bool     `json:"renewable"`
+	Warnings      []string `json:"warnings"`
+	Data          struct {
+		Token               string            `json:"token"`
+		ExpiresAt           string            `json:"expires_at"`
+		InstallationID      int64             `json:"installation_id"`
+		Permissions         map[string]string `json:"permissions"`
+		RepositorySelection string            `json:"repository_selection"`
+		Repositories        []string          `json:"repositories"`
+		Role                string            `json:"role"`
+		HashedToken         string            `json:"hashed_token"`
+	} `json:"data"`
+}
+
+// mintCLI mints a token with the vault CLI: `vault read` without params, `vault write` (narrowing) with them.
+func (v *vaultServer) mintCLI(t *testing.T, token, path string, params ...string) secretOutput {
+	t.Helper()
+	args := []string{"read", "-format=json", path}
+	if len(params) > 0 {
+		args = append([]string{"write", "-format=json", path}, params...)
+	}
+	var out secretOutput
+	if err := decodeSecret(v.cliAs(t, token, args...), &out); err != nil {
+		t.Fatalf("vault %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+// decodeSecret decodes the CLI's JSON for a minted token and checks that it holds a lease and a token.
+func decodeSecret(stdout string, out *secretOutput) error {
+	if err := json.Unmarshal([]byte(stdout), out); err != nil {
+		return fmt.Errorf("decoding the JSON output: %w", err)
+	}
+	if out.LeaseID == "" || out.Data.Token == "" {
+		return errors.New("no lease or no token in the answer")
+	}
+	return nil
+}
+
+// waitUp waits until the server answers sys/health (in any state), or the process dies.
+func (v *vaultServer) waitUp(timeout time.Duration) error {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	return poll(timeout, 100*time.Millisecond, func() error {
+		if v.proc.exited() {
+			return fmt.Errorf("vault exited: %v", v.proc.waitErr)
+		}
+		// Every state answers 200 with these parameters; we only want to know that the listener serves.
+		resp, err := hc.Get(v.addr + "/v1/sys/health?standbyok=true&sealedcode=200&uninitcode=200")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("sys/health: %s", resp.Status)
+		}
+		return nil
+	})
+}
+
+// waitActive waits until the server is initialised, unsealed and active.
+func (v *vaultServer) waitActive(t testing.TB, timeout time.Duration) error {
+	c := v.client(t, "")
+	return poll(timeout, 100*time.Millisecond, func() error {
+		if v.proc.exited() {
+			return fmt.Errorf("vault exited: %v", v.proc.waitErr)
+		}
+		h, err := c.Sys().Health()
+		if err != nil {
+			return err
+		}
+		if !h.Initialized || h.Sealed || h.Standby {
+			return fmt.Errorf("vault is initialized=%v sealed=%v standby=%v", h.Initialized, h.Sealed, h.Standby)
+		}
+		return nil
+	})
+}
+
+// startVaultDev starts a Vault dev server on a free loopback port with dir/plugins as its plugin directory. The
+// dev server's cluster listener takes the next port up, which may be taken: then it retries with other ports.
+func startVaultDev(bin, dir string) (*vaultServer, error) {
+	pluginDir := filepath.Join(dir, "plugins")
+	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
+		return nil, err
+	}
+	configFile := filepath.Join(dir, "vault.hcl")
+	if err := os.WriteFile(configFile, []byte(fmt.Sprintf("plugin_directory = %q\n", pluginDir)), 0o600); err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for attempt := 1; attempt <= 3; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		v := &vaultServer{
+			bin:       bin,
+			addr:      fmt.Sprintf("http://127.0.0.1:%d", port),
+			rootToken: "root",
+			home:      dir,
+			pluginDir: pluginDir,
+		}
+		v.proc, err = startProc(dir, fmt.Sprintf("vault-dev-%d", attempt), cleanEnv(dir), bin, "server", "-dev",
+			"-dev-root-token-id=root", "-dev-no-store-token", fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
+			"-config="+configFile, "-log-level=debug")
+		if err != nil {
+			return nil, err
+		}
+		if err := v.waitUp(60 * time.Second); err != nil {
+			lastErr = fmt.Errorf("vault dev server did not start: %w\n%s", err, v.proc.logTail(40))
+			v.proc.stop(10 * time.Second)
+			continue
+		}
+		return v, nil
+	}
+	return nil, lastErr
+}
+
+// registerPlugin copies the plugin into the server's plugin directory and registers it by sha256 and version.
+func (v *vaultServer) registerPlugin(pluginBin, version string) (string, error) {
+	dst := filepath.Join(v.pluginDir, pluginName)
+	if err := copyFile(dst, pluginBin, 0o755); err != nil {
+		return "", err
+	}
+	sum, err := fileSHA256(dst)
+	if err != nil {
+		return "", err
+	}
+	r := v.run(v.rootToken, "", "plugin", "register", "-sha256="+sum, "-version="+version, "secret", pluginName)
+	if r.err != nil {
+		return "", fmt.Errorf("registering the plugin: %s", r)
+	}
+	return sum, nil
+}
+
+// mountCounter numbers mounts, so that every test's mount path is fresh.
+var mountCounter struct {
+	sync.Mutex
+	n int
+}
+
+var nonPathChars = regexp.MustCompile(`[^a-z0-9]+`)
+
+// newMount enables the plugin (by version) at a fresh path named after the test, and disables it when the test
+// ends, which revokes the mount's leases and so its tokens at the emulator.
+func (v *vaultServer) newMount(t *testing.T, version string) string {
+	t.Helper()
+	mountCounter.Lock()
+	mountCounter.n++
+	n := mountCounter.n
+	mountCounter.Unlock()
+	name := strings.Trim(nonPathChars.ReplaceAllString(strings.ToLower(strings.TrimPrefix(t.Name(), "Test")), "-"), "-")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	mount := fmt.Sprintf("gh-%s-%d", name, n)
+	v.cli(t, "secrets", "enable", "-path="+mount, "-plugin-version="+version, pluginName)
+	t.Cleanup(func() {
+		if r := v.run(v.rootToken, "", "secrets", "disable", mount); r.err != nil && !v.proc.exited() {
+			t.Errorf("disabling %s: %s", mount, r)
+		}
+	})
+	return mount
+}
+
+// configure writes the mount's config the way an operator does: the key from a file with @.
+func (v *vaultServer) configure(t *testing.T, mount string, gh *fakeGitHub) {
+	t.Helper()
+	v.cli(t, "write", mount+"/config", fmt.Sprintf("app_id=%d", appID), "private_key=@"+gh.keyFile, "base_url="+gh.url)
+}
+
+// leaseExpiry looks a lease up and returns when it expires.
+func (v *vaultServer) leaseExpiry(t *testing.T, leaseID string) (time.Time, error) {
+	t.Helper()
+	s, err := v.client(t, v.rootToken).Logical().Write("sys/leases/lookup", map[string]any{"lease_id": leaseID})
+	if err != nil {
+		return time.Time{}, err
+	}
+	raw, _ := s.Data["expire_time"].(string)
+	return time.Parse(time.RFC3339Nano, raw)
+}
+
+// leasesUnder lists the lease IDs under a prefix such as "<mount>/token/ci/".
+func (v *vaultServer) leasesUnder(t *testing.T, prefix string) []string {
+	t.Helper()
+	s, err := v.client(t, v.rootToken).Logical().List("sys/leases/lookup/" + strings.TrimSuffix(prefix, "/") + "/")
+	if err != nil {
+		t.Fatalf("listing leases under %s: %v", prefix, err)
+	}
+	if s == nil {
+		return nil
+	}
+	keys, _ := s.Data["keys"].([]any)
+	var ids []string
+	for _, k := range keys {
+		ids = append(ids, strings.TrimSuffix(prefix, "/")+"/"+fmt.Sprint(k))
+	}
+	return ids
+}
+
+// ------------------------------------------------------------------------------------------------------- utilities
+
+func sameSet(got, want []string) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	seen := map[string]int{}
+	for _, g := range got {
+		seen[g]++
+	}
+	for _, w := range want {
+		if seen[w] == 0 {
+			return false
+		}
+		seen[w]--
+	}
+	return true
+}
+
+// normalizeSpace collapses runs of white space, so that text can be compared however Vault wrapped it.
+func normalizeSpace(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// readExample reads a file of examples/ and replaces the docs' mount path "github/" by mount + "/".
+func readExample(t *testing.T, name, mount string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot, "examples", name))
+	if err != nil {
+		t.Fatalf("reading the example: %v", err)
+	}
+	text := string(data)
+	if mount != "" {
+		if !strings.Contains(text, "github/") {
+			t.Fatalf("examples/%s no longer names the mount path github/: the test substitutes it", name)
+		}
+		text = strings.ReplaceAll(text, "github/", mount+"/")
+	}
+	return text
+}
