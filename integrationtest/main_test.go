@@ -146,13 +146,24 @@ func resolveBinaries(buildDir string) (b binaries, vaultErr, err error) {
 			return b, nil, err
 		}
 	}
-	for _, p := range []string{b.plugin, b.fakeGitHub} {
-		if st, err := os.Stat(p); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-			return b, nil, fmt.Errorf("%s is not an executable file (%v)", p, err)
+	for _, p := range []*string{&b.plugin, &b.fakeGitHub} {
+		if st, err := os.Stat(*p); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return b, nil, fmt.Errorf("%s is not an executable file (%v)", *p, err)
+		}
+		if *p, err = filepath.Abs(*p); err != nil {
+			return b, nil, err
 		}
 	}
 
-	b.vault, vaultErr = findVault()
+	if bin := os.Getenv("VAULT_BIN"); bin != "" {
+		// An explicit choice that does not work is a mistake to report, not a reason to skip.
+		if st, err := os.Stat(bin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return b, nil, fmt.Errorf("VAULT_BIN=%s is not an executable file (%v)", bin, err)
+		}
+		b.vault, err = filepath.Abs(bin)
+		return b, nil, err
+	}
+	b.vault, vaultErr = vaultFromScript()
 	return b, vaultErr, nil
 }
 
@@ -169,15 +180,9 @@ func goBuild(out, pkg string, flags ...string) error {
 	return nil
 }
 
-// findVault returns $VAULT_BIN, or what scripts/vault.sh finds or builds (a cold build takes about ten minutes;
+// vaultFromScript returns the Vault that scripts/vault.sh finds or builds (a cold build takes about ten minutes;
 // TestMain's work runs before the test timeout starts).
-func findVault() (string, error) {
-	if bin := os.Getenv("VAULT_BIN"); bin != "" {
-		if st, err := os.Stat(bin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-			return "", fmt.Errorf("VAULT_BIN=%s is not an executable file (%v)", bin, err)
-		}
-		return filepath.Abs(bin)
-	}
+func vaultFromScript() (string, error) {
 	cmd := exec.Command("bash", filepath.Join(repoRoot, "scripts", "vault.sh"))
 	cmd.Dir = repoRoot
 	cmd.Stderr = os.Stderr // its progress: a cold build is long, and silence would look like a hang

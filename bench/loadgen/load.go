@@ -41,6 +41,8 @@ type phaseResult struct {
 	JWTsPer1000     float64        `json:"jwts_per_1000,omitempty"`
 	EmuMaxInFlight  int            `json:"emulator_max_in_flight,omitempty"`
 	TokensMintedEmu int            `json:"tokens_minted_emulator,omitempty"`
+	EmuConnsPeak    int            `json:"emulator_conns_peak,omitempty"`     // client-side ESTABLISHED
+	EmuTimeWaitPeak int            `json:"emulator_time_wait_peak,omitempty"` // TIME_WAIT, either side
 
 	// Process figures over the measured window.
 	PluginPID      int                `json:"plugin_pid,omitempty"`
@@ -58,8 +60,9 @@ type loadReport struct {
 	Duration      string        `json:"duration"`
 	Warmup        string        `json:"warmup"`
 	Phases        []phaseResult `json:"phases"`
-	JWTsTotal     int           `json:"jwts_total"`      // distinct JWTs the emulator saw over all github phases
-	GitHubSeconds float64       `json:"github_seconds"`  // from the first github phase's start to the last's end
+	JWTsTotal     int           `json:"jwts_total"`     // distinct JWTs the emulator saw over all github phases
+	GitHubSeconds float64       `json:"github_seconds"` // from the first github phase's start to the last's end
+	GitHubStart   time.Time     `json:"github_start"`
 	PluginHWMM    float64       `json:"plugin_hwm_mb"`   // VmHWM of the plugin at the end
 	NoopHWMM      float64       `json:"noop_hwm_mb"`     // VmHWM of the no-op plugin at the end
 	Cleanup       string        `json:"cleanup"`         // how leases were kept from piling up
@@ -172,6 +175,7 @@ type loadConfig struct {
 	vaultPID    int
 	emuPID      int
 	revokeLimit time.Duration
+	emuPort     int
 }
 
 // runLoad runs every target at every concurrency. Within one concurrency the targets run back to back (KV, no-op,
@@ -226,6 +230,10 @@ func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*l
 			if watched > 0 {
 				rss = sampleRSS(watched, 50*time.Millisecond)
 			}
+			var tcp *tcpSampler
+			if tg.name == "github" {
+				tcp = sampleTCP(cfg.emuPort, 100*time.Millisecond)
+			}
 			cpu := startCPU(pids)
 
 			lat, errs, first, elapsed := drive(ctx, cfg.hot, cfg.vault.addr, cfg.vault.token, tg.path, tg.leased, conc, cfg.duration)
@@ -251,6 +259,7 @@ func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*l
 					return rep, err
 				}
 				ghEnd, jwtEnd = time.Now(), after.DistinctJWTs
+				pr.EmuConnsPeak, pr.EmuTimeWaitPeak = tcp.stop()
 				good := len(lat) - errs
 				pr.CallsByRoute = callsDelta(after.Calls, before.Calls)
 				pr.GitHubCalls = after.TotalCalls - before.TotalCalls
@@ -285,6 +294,7 @@ func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*l
 	rep.JWTsTotal = jwtEnd - jwtStart
 	if !ghStart.IsZero() {
 		rep.GitHubSeconds = round1(ghEnd.Sub(ghStart).Seconds())
+		rep.GitHubStart = ghStart
 	}
 	if pid, err := findPluginPID(cfg.pluginBin, cfg.vaultPID); err == nil {
 		if kb, err := memKB(pid, "VmHWM"); err == nil {

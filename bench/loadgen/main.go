@@ -16,8 +16,10 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -90,6 +92,11 @@ func run() error {
 	admin.http.Timeout = 2 * time.Minute // a sync revoke-prefix can take a while; Vault cuts it at 90 s anyway
 	hot := newHTTPClient(maxConc)
 	hot.Timeout = time.Minute
+	ghURL, err := url.Parse(*githubURL)
+	if err != nil || ghURL.Port() == "" {
+		return fmt.Errorf("-github-url %q: expected http://127.0.0.1:PORT", *githubURL)
+	}
+	emuPort, _ := strconv.Atoi(ghURL.Port())
 	emu := &emulator{url: strings.TrimRight(*githubURL, "/"), http: &http.Client{Timeout: 30 * time.Second}}
 
 	var result any
@@ -104,13 +111,14 @@ func run() error {
 			},
 			concurrency: conc, duration: *duration, warmup: *warmup,
 			pluginBin: *pluginBin, noopBin: *noopBin, vaultPID: *vaultPID, emuPID: *emuPID,
-			revokeLimit: *revokeLimit,
+			revokeLimit: *revokeLimit, emuPort: emuPort,
 		}, logf)
 	case "storm":
 		result, err = runStorm(ctx, stormConfig{
 			vault: admin, hot: hot, emu: emu, path: *stormPath,
 			count: *stormCount, concurrency: *stormConc, ttl: *stormTTL, wait: *stormWait,
 			pluginBin: *pluginBin, vaultPID: *vaultPID, emuPID: *emuPID, vaultLog: *vaultLog, emuLog: *emuLog,
+			emuPort: emuPort,
 		}, logf)
 	default:
 		return fmt.Errorf("-mode %q: expected load, storm or report", *mode)

@@ -220,3 +220,65 @@ func (s *rssSampler) stop() float64 {
 
 func round1(f float64) float64 { return float64(int64(f*10+0.5)) / 10 }
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+// tcpCounts counts the IPv4 TCP sockets of the machine that talk to port: client-side connections in ESTABLISHED
+// state, and TIME_WAIT sockets on either side. A client whose connection pool is smaller than its concurrency
+// opens and closes connections all the time, and the TIME_WAIT count shows it.
+func tcpCounts(port int) (established, timeWait int) {
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return 0, 0
+	}
+	hexPort := fmt.Sprintf(":%04X", port)
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		local, remote, state := f[1], f[2], f[3]
+		switch {
+		case state == "01" && strings.HasSuffix(remote, hexPort):
+			established++
+		case state == "06" && (strings.HasSuffix(remote, hexPort) || strings.HasSuffix(local, hexPort)):
+			timeWait++
+		}
+	}
+	return established, timeWait
+}
+
+// tcpSampler records the peaks of tcpCounts while it runs.
+type tcpSampler struct {
+	stopc              chan struct{}
+	done               chan struct{}
+	mu                 sync.Mutex
+	maxEstab, maxTWait int
+}
+
+func sampleTCP(port int, every time.Duration) *tcpSampler {
+	s := &tcpSampler{stopc: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			e, w := tcpCounts(port)
+			s.mu.Lock()
+			s.maxEstab, s.maxTWait = max(s.maxEstab, e), max(s.maxTWait, w)
+			s.mu.Unlock()
+			select {
+			case <-s.stopc:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+func (s *tcpSampler) stop() (maxEstablished, maxTimeWait int) {
+	close(s.stopc)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxEstab, s.maxTWait
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // module is stripped from package names in the Go benchmark table.
@@ -225,6 +226,8 @@ func writeStorm(w io.Writer, s *stormReport) {
 		irr = strconv.Itoa(s.Irrevocable)
 	}
 	row("irrevocable leases (sys/leases/count)", "%s", irr)
+	row("connections to the emulator, peak: open / TIME_WAIT, minting", "%d / %d", s.MintConns, s.MintTimeWait)
+	row("connections to the emulator, peak: open / TIME_WAIT, revoking", "%d / %d", s.RevokeConns, s.RevokeTimeWait)
 	row("plugin RSS peak during the storm", "%.1f MB", s.PluginRSSPeakM)
 	row("CPU % while revoking: vault / plugin / emulator / machine", "%.0f / %.0f / %.0f / %.0f",
 		s.CPU["vault"], s.CPU["plugin"], s.CPU["emulator"], s.CPU["machine"])
@@ -344,11 +347,18 @@ func writeTargets(w io.Writer, load *loadReport, storm *stormReport) {
 		row("zero errors in the load phases", strconv.Itoa(errs), errs == 0)
 		row("1.00 GitHub calls per minted token", fmt.Sprintf("%.2f … %.2f over the github phases", minC, maxC),
 			minC == 1 && maxC == 1)
+		// The JWT target spans every GitHub load of the run: the load phases and the storm's minting (its new JWTs
+		// are those the emulator had not seen before it, as the distinct-JWT set is reset only after minting).
+		jwts, span := load.JWTsTotal, time.Duration(load.GitHubSeconds*float64(time.Second))
+		if storm != nil && !storm.MintEnd.IsZero() && !load.GitHubStart.IsZero() {
+			jwts += storm.MintNewJWTs
+			span = storm.MintEnd.Sub(load.GitHubStart)
+		}
 		jwtOK, per := true, "–"
-		if mins := load.GitHubSeconds / 60; mins > 0 {
+		if mins := span.Minutes(); mins > 0 {
 			allowed := int(mins/targetJWTMins) + 1
-			jwtOK = load.JWTsTotal <= allowed
-			per = fmt.Sprintf("%d distinct JWTs in %.1f min (at most %d allowed)", load.JWTsTotal, mins, allowed)
+			jwtOK = jwts <= allowed
+			per = fmt.Sprintf("%d new distinct JWTs in %.1f min of GitHub load (at most %d allowed)", jwts, mins, allowed)
 		}
 		row(fmt.Sprintf("at most one JWT per %.0f minutes per mount", targetJWTMins), per, jwtOK)
 		if storm != nil {

@@ -31,40 +31,47 @@ type stormConfig struct {
 	emuPID      int
 	vaultLog    string
 	emuLog      string
+	emuPort     int
 }
 
 // stormReport is the output of -mode storm.
 type stormReport struct {
-	Requested        int     `json:"requested"`
-	Concurrency      int     `json:"concurrency"`
-	TTLSeconds       float64 `json:"ttl_seconds"`
-	Minted           int     `json:"minted"`
-	MintErrors       int     `json:"mint_errors"`
-	FirstMintError   string  `json:"first_mint_error,omitempty"`
-	MintSeconds      float64 `json:"mint_seconds"`
-	MintPerSecond    float64 `json:"mint_per_second"`
-	MintCallsPerTok  float64 `json:"mint_github_calls_per_token"`
-	MintNewJWTs      int     `json:"mint_new_jwts"`
-	RevokedDuringMnt int     `json:"revoked_during_minting"` // leases that had expired and been revoked before the last mint
+	Requested        int       `json:"requested"`
+	Concurrency      int       `json:"concurrency"`
+	TTLSeconds       float64   `json:"ttl_seconds"`
+	Minted           int       `json:"minted"`
+	MintErrors       int       `json:"mint_errors"`
+	FirstMintError   string    `json:"first_mint_error,omitempty"`
+	MintSeconds      float64   `json:"mint_seconds"`
+	MintPerSecond    float64   `json:"mint_per_second"`
+	MintCallsPerTok  float64   `json:"mint_github_calls_per_token"`
+	MintNewJWTs      int       `json:"mint_new_jwts"`
+	MintEnd          time.Time `json:"mint_end"`
+	RevokedDuringMnt int       `json:"revoked_during_minting"` // leases that had expired and been revoked before the last mint
 
-	AllRevoked        bool               `json:"all_revoked"`
-	Revoked           int                `json:"revoked"`                   // storm tokens the emulator saw revoked
-	SecondsAfterLast  float64            `json:"seconds_after_last_mint"`   // last mint → every revocation seen
-	LagAfterExpiry    float64            `json:"lag_after_last_expiry_s"`   // the same, minus the last lease's TTL
-	MaxBacklog        int                `json:"max_backlog"`               // leases past their TTL but not yet revoked, at worst
-	PeakRevokesPerSec float64            `json:"peak_revocations_per_sec"`  // best one-second window seen while polling
-	MeanRevokesPerSec float64            `json:"mean_revocations_per_sec"`  // from the first revocation to the last
-	MaxInFlight       int                `json:"emulator_max_in_flight"`    // since the stats reset after the last mint
-	DeleteCalls       int                `json:"delete_calls"`              // DELETE /installation/token since the reset
-	OtherCalls        int                `json:"other_calls"`               // anything else the emulator saw since the reset
-	DeleteStatuses    map[string]int     `json:"delete_statuses,omitempty"` // from the emulator's request log, whole storm
-	VaultRevokeErrors int                `json:"vault_revoke_errors"`       // Vault log lines about failed revocations
-	VaultErrorSample  string             `json:"vault_error_sample,omitempty"`
-	LeasesLeft        int                `json:"leases_left"`
-	Irrevocable       int                `json:"irrevocable_leases"`
-	PluginRSSPeakM    float64            `json:"plugin_rss_peak_mb"`
-	CPU               map[string]float64 `json:"cpu_percent"` // from the last mint to the last revocation
-	TotalSeconds      float64            `json:"total_seconds"`
+	AllRevoked        bool           `json:"all_revoked"`
+	Revoked           int            `json:"revoked"`                   // storm tokens the emulator saw revoked
+	SecondsAfterLast  float64        `json:"seconds_after_last_mint"`   // last mint → every revocation seen
+	LagAfterExpiry    float64        `json:"lag_after_last_expiry_s"`   // the same, minus the last lease's TTL
+	MaxBacklog        int            `json:"max_backlog"`               // leases past their TTL but not yet revoked, at worst
+	PeakRevokesPerSec float64        `json:"peak_revocations_per_sec"`  // best one-second window seen while polling
+	MeanRevokesPerSec float64        `json:"mean_revocations_per_sec"`  // from the first revocation to the last
+	MaxInFlight       int            `json:"emulator_max_in_flight"`    // since the stats reset after the last mint
+	DeleteCalls       int            `json:"delete_calls"`              // DELETE /installation/token since the reset
+	OtherCalls        int            `json:"other_calls"`               // anything else the emulator saw since the reset
+	DeleteStatuses    map[string]int `json:"delete_statuses,omitempty"` // from the emulator's request log, whole storm
+	VaultRevokeErrors int            `json:"vault_revoke_errors"`       // Vault log lines about failed revocations
+	VaultErrorSample  string         `json:"vault_error_sample,omitempty"`
+	LeasesLeft        int            `json:"leases_left"`
+	Irrevocable       int            `json:"irrevocable_leases"`
+	PluginRSSPeakM    float64        `json:"plugin_rss_peak_mb"`
+	// Connections to the emulator: client-side ESTABLISHED and TIME_WAIT peaks while minting and while revoking.
+	MintConns      int                `json:"mint_conns_peak"`
+	MintTimeWait   int                `json:"mint_time_wait_peak"`
+	RevokeConns    int                `json:"revoke_conns_peak"`
+	RevokeTimeWait int                `json:"revoke_time_wait_peak"`
+	CPU            map[string]float64 `json:"cpu_percent"` // from the last mint to the last revocation
+	TotalSeconds   float64            `json:"total_seconds"`
 }
 
 // runStorm mints count tokens from a short-TTL role and leaves every lease to expire, then watches the emulator
@@ -90,6 +97,7 @@ func runStorm(ctx context.Context, cfg stormConfig, logf func(string, ...any)) (
 	// when Vault started each lease's TTL.
 	logf("storm: minting %d tokens from %s at concurrency %d (lease TTL %s)", cfg.count, cfg.path, cfg.concurrency, cfg.ttl)
 	url := cfg.vault.addr + "/v1/" + cfg.path
+	tcp := sampleTCP(cfg.emuPort, 100*time.Millisecond)
 	var next atomic.Int64
 	var mu sync.Mutex
 	var done []time.Time
@@ -126,6 +134,8 @@ func runStorm(ctx context.Context, cfg stormConfig, logf func(string, ...any)) (
 	}
 	wg.Wait()
 	lastMint := time.Now()
+	rep.MintEnd = lastMint
+	rep.MintConns, rep.MintTimeWait = tcp.stop()
 	slices.SortFunc(done, func(a, b time.Time) int { return a.Compare(b) })
 	rep.Minted, rep.MintErrors, rep.FirstMintError = len(done), errs, firstErr
 	rep.MintSeconds = round2(lastMint.Sub(mintStart).Seconds())
@@ -147,6 +157,7 @@ func runStorm(ctx context.Context, cfg stormConfig, logf func(string, ...any)) (
 		return nil, err
 	}
 	cpu := startCPU(map[string]int{"vault": cfg.vaultPID, "plugin": pluginPID, "emulator": cfg.emuPID, "loadgen": selfPID()})
+	tcp = sampleTCP(cfg.emuPort, 100*time.Millisecond)
 
 	// Watch the revocations arrive. expiredBy counts the leases whose TTL has run out at t; the backlog is what has
 	// expired but is not revoked yet.
@@ -202,6 +213,7 @@ func runStorm(ctx context.Context, cfg stormConfig, logf func(string, ...any)) (
 		}
 	}
 	rep.CPU = cpu.stop()
+	rep.RevokeConns, rep.RevokeTimeWait = tcp.stop()
 	rep.SecondsAfterLast = round2(lastRevoke.Sub(lastMint).Seconds())
 	rep.LagAfterExpiry = round2(lastRevoke.Sub(lastMint).Seconds() - cfg.ttl.Seconds())
 	// The best one-second window between polls, and the mean from the first revocation seen to the last.

@@ -1,9 +1,11 @@
 package ghcontract
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 )
@@ -44,9 +46,10 @@ func (v *Validator) Middleware(next http.Handler) http.Handler {
 
 		rec := &recorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		if rec.header == nil && r.Context().Err() != nil {
-			// The client went away (a timeout, a cancellation) and the handler, seeing that, wrote nothing: no
-			// response reached anyone, so there is none to judge; the request still is.
+		if rec.hijacked || (rec.header == nil && r.Context().Err() != nil) {
+			// The handler took the connection over (to drop it, say) or the client went away (a timeout, a
+			// cancellation) and the handler, seeing that, wrote nothing: no response reached anyone, so there is
+			// none to judge; the request still is.
 			v.record(sent, body, 0, nil, nil, false)
 			return
 		}
@@ -61,6 +64,21 @@ type recorder struct {
 	status int
 	header http.Header // as sent: a snapshot taken when the status was written
 	body   bytes.Buffer
+	// hijacked is set when the handler took over the connection; what it sends then is not HTTP we can judge.
+	hijacked bool
+}
+
+// Hijack lets a handler take over the connection (the emulator does, to simulate an outage).
+func (rec *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := rec.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, http.ErrNotSupported
+	}
+	conn, rw, err := h.Hijack()
+	if err == nil {
+		rec.hijacked = true
+	}
+	return conn, rw, err
 }
 
 func (rec *recorder) WriteHeader(status int) {

@@ -166,8 +166,11 @@ func NormalizeBaseURL(raw string) (string, error) {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		// Quote the URL without its password (ftp://user:secret@host); an unparsable one is not quoted at all.
 		shown := "base_url"
-		if err == nil {
+		switch {
+		case err == nil && u.User != nil:
 			shown = fmt.Sprintf("base_url %q", u.Redacted())
+		case err == nil:
+			shown = fmt.Sprintf("base_url %q", raw)
 		}
 		return "", fmt.Errorf("%s is not an http(s) URL: expected %s or https://HOST/api/v3 for GitHub "+
 			"Enterprise Server", shown, DefaultBaseURL)
@@ -237,7 +240,7 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 			attempt-- // the skew retry is not one of the MaxRetries
 			c.logger.Debug("github: correcting clock skew from Date header", "method", cl.method, "path", cl.path)
 			continue
-		case gerr.Kind == KindUnavailable && attempt < c.maxRetries:
+		case gerr.Kind == KindUnavailable && attempt < c.maxRetries && !isCertificateError(gerr.Err):
 			wait = backoff(attempt)
 		case gerr.Kind == KindRateLimited && attempt < c.maxRetries:
 			wait = gerr.RetryAfter
@@ -397,6 +400,15 @@ func backoff(attempt int) time.Duration {
 		d = limit
 	}
 	return 50*time.Millisecond + rand.N(d)
+}
+
+// isCertificateError reports a TLS verification failure: a configuration problem that no retry mends.
+func isCertificateError(err error) bool {
+	var verr *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var host x509.HostnameError
+	return errors.As(err, &verr) || errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &host)
 }
 
 // stripURL keeps a transport error's cause but not its URL, which is long and adds nothing the caller lacks.

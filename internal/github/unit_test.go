@@ -1,6 +1,8 @@
 package github
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -282,5 +284,24 @@ func TestTokenStringHidesValue(t *testing.T) {
 	want := "installation token (expires 2030-01-02T03:04:05Z, 2 permissions, 1 repositories)"
 	if got := tok.String(); got != want {
 		t.Fatalf("String() = %q, want %q", got, want)
+	}
+}
+
+// TestCertificateErrorsAreNotRetried: a TLS verification failure is configuration, not a passing fault.
+func TestCertificateErrorsAreNotRetried(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{x509.UnknownAuthorityError{}, true},
+		{fmt.Errorf("dial: %w", x509.HostnameError{Host: "ghe.example.com"}), true},
+		{&tls.CertificateVerificationError{Err: errors.New("expired")}, true},
+		{errors.New("connection refused"), false},
+		{nil, false},
+	}
+	for _, tt := range tests {
+		if got := isCertificateError(tt.err); got != tt.want {
+			t.Errorf("isCertificateError(%v) = %v, want %v", tt.err, got, tt.want)
+		}
 	}
 }
