@@ -27,8 +27,8 @@ func TestCLIEndToEnd(t *testing.T) {
 	if got := fmt.Sprint(cfg.Data["app_id"]); got != fmt.Sprint(appID) {
 		t.Errorf("config app_id = %s, want %d", got, appID)
 	}
-	if fp, _ := cfg.Data["private_key_fingerprint"].(string); !strings.HasPrefix(fp, "SHA256:") {
-		t.Errorf("config private_key_fingerprint = %q, want SHA256:…", fp)
+	if fp, want := cfg.Data["private_key_fingerprint"], keyFingerprint(t, gh.keyFile); fp != want {
+		t.Errorf("config private_key_fingerprint = %v, want %s", fp, want)
 	}
 	if _, ok := cfg.Data["private_key"]; ok {
 		t.Errorf("config read returns private_key: it must be write-only")
@@ -160,6 +160,19 @@ func TestCLIEndToEnd(t *testing.T) {
 						t.Errorf("the refusal does not name %q: %s", n, redact(r.stderr))
 					}
 				}
+			})
+		}
+	})
+
+	t.Run("an empty repository list never widens the token", func(t *testing.T) {
+		for _, data := range []map[string]any{
+			{"repositories": ""},         // vault write .../token/ci repositories=
+			{"repositories": ","},        // names nothing either
+			{"repositories": []string{}}, // the API's empty list
+			{"repository_ids": ""},
+		} {
+			t.Run(fmt.Sprint(data), func(t *testing.T) {
+				v.mustNotWiden(t, gh, v.rootToken, mount+"/token/ci", data, []string{"api", "web"})
 			})
 		}
 	})

@@ -3,9 +3,13 @@ package integrationtest
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -38,12 +42,17 @@ const (
 	cliTimeout = 90 * time.Second
 )
 
-// secretPattern matches what must never reach the test log: GitHub installation tokens (classic and long forms) and
-// Vault service, batch and recovery tokens.
-var secretPattern = regexp.MustCompile(`ghs_[A-Za-z0-9._\-]+|hv[sbr]\.[A-Za-z0-9._\-]+`)
+var (
+	// secretPattern matches what must never reach the test log: GitHub installation tokens (classic and long
+	// forms) and Vault service, batch and recovery tokens.
+	secretPattern = regexp.MustCompile(`ghs_[A-Za-z0-9._\-]+|hv[sbr]\.[A-Za-z0-9._\-]+`)
+	// unsealKeyPattern matches the unseal key a dev server prints at start.
+	unsealKeyPattern = regexp.MustCompile(`(Unseal Key[^:]*: *)\S+`)
+)
 
-// redact hides token values in text meant for the log.
+// redact hides token values and unseal keys in text meant for the log.
 func redact(s string) string {
+	s = unsealKeyPattern.ReplaceAllString(s, "${1}<redacted>")
 	return secretPattern.ReplaceAllStringFunc(s, func(m string) string { return m[:4] + "<redacted>" })
 }
 
@@ -692,4 +701,80 @@ func readExample(t *testing.T, name, mount string) string {
 		text = strings.ReplaceAll(text, "github/", mount+"/")
 	}
 	return text
+}
+
+// isSubset reports whether every element of got is in allowed.
+func isSubset(got, allowed []string) bool {
+	for _, g := range got {
+		found := false
+		for _, a := range allowed {
+			found = found || g == a
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// mustNotWiden writes to a token path as token and fails the test if that yields a token reaching anything beyond
+// allowed. A refusal passes. It guards the requests that Vault's ACL lets through because they name nothing (an
+// empty repositories): the plugin must not read "no repositories" as "every repository of the installation".
+func (v *vaultServer) mustNotWiden(t *testing.T, gh *fakeGitHub, token, path string, data map[string]any, allowed []string) {
+	t.Helper()
+	secret, err := v.client(t, token).Logical().Write(path, data)
+	if err != nil {
+		// A refusal must be the caller's fault (4xx), not a failure of the plugin.
+		var re *vaultapi.ResponseError
+		if !errors.As(err, &re) || re.StatusCode < 400 || re.StatusCode >= 500 {
+			t.Fatalf("writing %v to %s: want a token within %v or a 4xx refusal, got %s", data, path, allowed, redactErr(err))
+		}
+		t.Logf("refused with HTTP %d: %s", re.StatusCode, redact(strings.Join(re.Errors, "; ")))
+		return
+	}
+	tok, _ := secret.Data["token"].(string)
+	status, repos, err := gh.reach(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != http.StatusOK || !isSubset(repos, allowed) {
+		t.Errorf("writing %v to %s gave a token reaching %v (HTTP %d): more than %v", data, path, repos, status, allowed)
+	}
+}
+
+// keyFingerprint computes, independently of the plugin, the fingerprint GitHub shows beside an App's key: SHA256:
+// and the base64 of the SHA-256 of the public key in PKIX DER.
+func keyFingerprint(t *testing.T, pemFile string) string {
+	t.Helper()
+	data, err := os.ReadFile(pemFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatalf("%s holds no PEM block", pemFile)
+	}
+	var pub any
+	switch block.Type {
+	case "RSA PRIVATE KEY":
+		k, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub = &k.PublicKey
+	case "PRIVATE KEY":
+		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub = k.(*rsa.PrivateKey).Public()
+	default:
+		t.Fatalf("%s holds a %s, not an RSA private key", pemFile, block.Type)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(der)
+	return "SHA256:" + base64.StdEncoding.EncodeToString(sum[:])
 }

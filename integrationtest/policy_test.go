@@ -2,6 +2,7 @@ package integrationtest
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -76,7 +77,6 @@ func TestPolicies(t *testing.T) {
 			{"the allowed one and another", []string{"repositories=api,web"}, false},
 			{"no repositories (the role's whole scope)", []string{"permissions=contents=read"}, false},
 			{"repository IDs, which the policy does not list", []string{"repositories=api", "repository_ids=3002"}, false},
-			{"an empty repositories", []string{"repositories="}, false},
 		}
 		for _, tt := range cliTests {
 			t.Run("cli "+tt.name, func(t *testing.T) {
@@ -115,6 +115,17 @@ func TestPolicies(t *testing.T) {
 				}
 				token, _ := secret.Data["token"].(string)
 				gh.mustReach(t, token, "api")
+			})
+		}
+
+		// Vault's ACL lets an empty repositories through (no name in it is outside the allowed list), and
+		// required_parameters is met by its presence: the plugin must refuse it rather than widen the token.
+		for _, data := range []map[string]any{
+			{"repositories": ""},
+			{"repositories": []string{}},
+		} {
+			t.Run(fmt.Sprintf("empty %#v", data["repositories"]), func(t *testing.T) {
+				v.mustNotWiden(t, gh, narrower, mount+"/token/ci", data, []string{"api"})
 			})
 		}
 

@@ -26,17 +26,14 @@ func TestRegistration(t *testing.T) {
 				t.Errorf("vault plugin info does not show %q:\n%s", want, table)
 			}
 		}
-		var info struct {
-			Data struct {
-				Name    string `json:"name"`
-				Version string `json:"version"`
-				SHA256  string `json:"sha256"`
-				Builtin bool   `json:"builtin"`
-				Command string `json:"command"`
-			} `json:"data"`
+		var d struct {
+			Name    string `json:"name"`
+			Version string `json:"version"`
+			SHA256  string `json:"sha256"`
+			Builtin bool   `json:"builtin"`
+			Command string `json:"command"`
 		}
-		v.cliJSON(t, v.rootToken, &info, "plugin", "info", "-format=json", "-version="+version, "secret", pluginName)
-		d := info.Data
+		v.cliJSON(t, v.rootToken, &d, "plugin", "info", "-format=json", "-version="+version, "secret", pluginName)
 		if d.Name != pluginName || d.Version != version || d.SHA256 != s.pluginSHA || d.Builtin || d.Command != pluginName {
 			t.Errorf("vault plugin info: got %+v, want name %s, version %s, sha256 %s, not builtin", d, pluginName, version, s.pluginSHA)
 		}

@@ -78,7 +78,7 @@ func TestRestart(t *testing.T) {
 	unseal(t, v, initOut.UnsealKeysB64[0])
 
 	cfgAfter := readConfig()
-	if cfgAfter != cfgBefore || cfgAfter.AppID != appID || cfgAfter.Fingerprint == "" {
+	if cfgAfter != cfgBefore || cfgAfter.AppID != appID || cfgAfter.Fingerprint != keyFingerprint(t, gh.keyFile) {
 		t.Errorf("config after the restart: %+v, before: %+v", cfgAfter, cfgBefore)
 	}
 	roleAfter := readRole()

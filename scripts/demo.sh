@@ -30,7 +30,7 @@ log "GitHub emulator at $GITHUB_URL; Vault at $VAULT_ADDR; App key in $KEY_FILE"
 run vault plugin info -version="$PLUGIN_VERSION" secret "$PLUGIN_NAME"
 run vault write github/config app_id=1001 private_key=@app.private-key.pem base_url="$GITHUB_URL"
 run vault read github/config
-run vault list github/installations
+run vault list -detailed github/installations
 run vault write github/roles/ci owner=acme repositories=api,web \
 	permissions=contents=read,pull_requests=write ttl=10m
 run vault read github/token/ci
@@ -49,7 +49,7 @@ status=$(curl -sS -o "$WORK/answer.json" -w '%{http_code}' -H "Authorization: Be
 echo "HTTP $status: $(head -c 300 "$WORK/answer.json")"
 [ "$status" = 200 ] || die "the emulator refused a fresh token"
 
-run vault lease revoke "$lease"
+run vault lease revoke -sync "$lease"
 
 printf '\n\033[1m$ curl -H "Authorization: Bearer <token>" %s/installation/repositories\033[0m\n' "$GITHUB_URL"
 status=$(curl -sS -o "$WORK/answer.json" -w '%{http_code}' -H "Authorization: Bearer $token" -H 'User-Agent: demo' \

@@ -41,9 +41,13 @@ vault_version() {
 	printf '%s\n' "${BASH_REMATCH[1]}"
 }
 
-# abs_path PATH: absolute form of PATH (no symlink resolution of the leaf).
+# abs_path PATH: PATH if absolute, else made absolute (leaf symlink kept).
 abs_path() {
 	local dir
+	if [[ $1 == /* ]]; then
+		printf '%s\n' "$1"
+		return
+	fi
 	dir=$(cd "$(dirname -- "$1")" && pwd -P) || return 1
 	printf '%s/%s\n' "$dir" "$(basename -- "$1")"
 }
@@ -108,7 +112,7 @@ if [[ -x $bin ]] && ver=$(vault_version "$bin") && [[ $ver == "$want" ]]; then
 fi
 
 tmp_bin="$cache/bin/.vault.tmp.$$"
-trap 'rm -f "$tmp_bin"' EXIT
+trap 'rm -rf "$tmp_bin" "$cache/src.tmp"' EXIT
 
 # Our go invocations: module mode with our own tools module, no workspace,
 # no VCS stamping (the build dir is inside this repo's git work tree).
