@@ -43,19 +43,19 @@ func pathToken(b *backend) *framework.Path {
 			},
 			"repositories": {
 				Type:        framework.TypeCommaStringSlice,
-				Description: "Names of repositories the token should cover: a subset of the role's. Empty means the role's.",
+				Description: "Names of repositories the token should cover: a subset of the role's. Leave out for the role's.",
 			},
 			"repository_ids": {
 				Type:        framework.TypeCommaIntSlice,
-				Description: "IDs of repositories the token should cover: a subset of the role's. Empty means the role's.",
+				Description: "IDs of repositories the token should cover: a subset of the role's. Leave out for the role's.",
 			},
 			"permissions": {
 				Type:        framework.TypeKVPairs,
-				Description: "Permissions the token should carry, as name=level pairs, each within the role's. Empty means the role's.",
+				Description: "Permissions the token should carry, as name=level pairs, each within the role's. Leave out for the role's.",
 			},
 			"ttl": {
 				Type:        framework.TypeDurationSecond,
-				Description: "The lease TTL, at most the role's. Empty means the role's.",
+				Description: "The lease TTL, at most the role's. Leave out for the role's.",
 			},
 		},
 		// A write asks for less than a read gives, so it must need the update capability, never create.
@@ -167,6 +167,11 @@ func narrow(r *role, d *framework.FieldData) (tokenRequest, []string, []string) 
 			tr.RepositoryIDs = append(tr.RepositoryIDs, id)
 		}
 	}
+	// An empty list would reach GitHub as "every repository": refuse it rather than widen the token, or fall back
+	// to the role's list, which a policy that allows only some names would not expect either.
+	if (namesGiven || idsGiven) && len(tr.Repositories)+len(tr.RepositoryIDs) == 0 && len(denied) == 0 {
+		problems = append(problems, "repositories and repository_ids name no repository: leave both out to get the role's repositories")
+	}
 	if n := len(tr.Repositories) + len(tr.RepositoryIDs); n > maxRepositories {
 		problems = append(problems, fmt.Sprintf("%d repositories asked: GitHub accepts at most %d in one token", n, maxRepositories))
 	}
@@ -218,6 +223,11 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 	}
 	if client == nil {
 		return logical.ErrorResponse("the engine is not configured: write the App's ID and private key to config first"), nil
+	}
+
+	// Whatever narrowing did, a role with a repository limit never asks GitHub for every repository.
+	if (len(r.Repositories) > 0 || len(r.RepositoryIDs) > 0) && len(tr.Repositories)+len(tr.RepositoryIDs) == 0 {
+		return nil, fmt.Errorf("role %q: refusing to ask GitHub for every repository on a role limited to some", roleName)
 	}
 
 	installationID := r.InstallationID

@@ -133,6 +133,23 @@ func TestTokenNarrowing(t *testing.T) {
 			t.Fatal("a refused narrowing reached GitHub")
 		}
 	})
+	t.Run("an empty list does not widen the token", func(t *testing.T) {
+		for _, data := range []map[string]any{
+			{"repositories": ""}, {"repositories": ","}, {"repositories": []string{}}, {"repository_ids": ""},
+			{"repositories": "", "repository_ids": []int{}},
+		} {
+			before := e.gh.Stats().Calls[mintRoute]
+			resp, err := e.do(logical.UpdateOperation, "token/ci", data)
+			status, msg := mustFail(t, resp, err)
+			if status != 400 {
+				t.Fatalf("%v: status %d", data, status)
+			}
+			wantContains(t, msg, "name no repository")
+			if e.gh.Stats().Calls[mintRoute] != before {
+				t.Fatalf("%v reached GitHub", data)
+			}
+		}
+	})
 	t.Run("malformed", func(t *testing.T) {
 		resp, err := e.do(logical.UpdateOperation, "token/ci", map[string]any{"permissions": "pull-requests=read"})
 		status, msg := mustFail(t, resp, err)
