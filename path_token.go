@@ -91,23 +91,10 @@ type tokenRequest struct {
 	ttl time.Duration
 }
 
+// pathTokenRead and pathTokenWrite are one handler: a read names no fields, so narrow gives the role's whole
+// scope; a write may ask for less.
 func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("role").(string)
-	r, err := b.roles.get(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
-	}
-	if r == nil {
-		return logical.ErrorResponse("role %q does not exist", name), nil
-	}
-	return b.mint(ctx, req.Storage, name, r, tokenRequest{
-		TokenRequest: github.TokenRequest{
-			Repositories:  r.Repositories,
-			RepositoryIDs: r.RepositoryIDs,
-			Permissions:   r.Permissions,
-		},
-		ttl: r.TTL,
-	})
+	return b.pathTokenWrite(ctx, req, d)
 }
 
 func (b *backend) pathTokenWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
