@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
@@ -48,6 +49,7 @@ type backend struct {
 
 	installations *installationCache
 	roles         *roleCache
+	roleLocks     []*locksutil.LockEntry
 	now           func() time.Time
 	// clientOptions lets tests wrap the HTTP transport; nil in production.
 	clientOptions func(*github.Options)
@@ -67,6 +69,7 @@ func newBackend() *backend {
 		revoker:       map[string]*github.Client{},
 		installations: newInstallationCache(),
 		roles:         newRoleCache(),
+		roleLocks:     locksutil.CreateLocks(),
 		now:           time.Now,
 	}
 	b.Backend = &framework.Backend{
@@ -103,15 +106,16 @@ func (b *backend) reset() {
 	b.resetLocked()
 }
 
+// The replaced client stays on as the revocation client for its base URL: it knows the CA bundle and proxy that
+// reach that GitHub, which leases minted there still need after the config moved elsewhere or was deleted.
 func (b *backend) resetLocked() {
 	if b.client != nil {
-		b.client.CloseIdleConnections()
-	}
-	for _, c := range b.revoker {
-		c.CloseIdleConnections()
+		if old, ok := b.revoker[b.client.BaseURL()]; ok {
+			old.CloseIdleConnections()
+		}
+		b.revoker[b.client.BaseURL()] = b.client
 	}
 	b.client, b.config = nil, nil
-	b.revoker = map[string]*github.Client{}
 	b.installations.clear()
 }
 
@@ -143,8 +147,8 @@ func (b *backend) getClient(ctx context.Context, s logical.Storage) (*github.Cli
 }
 
 // revocationClient returns a client able to revoke tokens minted at baseURL: the configured client when it talks
-// to that URL (it knows the CA bundle and proxy), else a plain one kept per URL, so that leases can be revoked after
-// the config was deleted or moved to another GitHub.
+// to that URL (it knows the CA bundle and proxy), else the last client used with that URL, else a plain one kept per
+// URL, so that leases can be revoked after the config was deleted or moved to another GitHub.
 func (b *backend) revocationClient(ctx context.Context, s logical.Storage, baseURL string) (*github.Client, error) {
 	c, _, err := b.getClient(ctx, s)
 	if err != nil {

@@ -197,3 +197,45 @@ func BenchmarkRevoke(b *testing.B) {
 		b.Fatalf("the emulator saw %d revocations, want %d", n, b.N)
 	}
 }
+
+// BenchmarkTokenAnswerDecode is the single largest piece of the plugin's own work per mint: decoding GitHub's
+// answer to POST .../access_tokens (captured from the emulator; GitHub's shape, with full repository objects) into
+// github.Token with encoding/json, as the client does.
+func BenchmarkTokenAnswerDecode(b *testing.B) {
+	body := capturedTokenAnswer(b)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		var tok github.Token
+		if err := json.Unmarshal(body, &tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkTokenAnswerValid is the validity scan that json.Unmarshal runs over the whole answer before decoding
+// it: the part of BenchmarkTokenAnswerDecode that a decoder without a separate pre-scan would save.
+func BenchmarkTokenAnswerValid(b *testing.B) {
+	body := capturedTokenAnswer(b)
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	for range b.N {
+		if !json.Valid(body) {
+			b.Fatal("invalid JSON")
+		}
+	}
+}
+
+// capturedTokenAnswer mints one token through the plugin and returns the emulator's answer body.
+func capturedTokenAnswer(b *testing.B) []byte {
+	b.Helper()
+	rg := &replayGitHub{}
+	benchEnv(b, func(next http.RoundTripper) http.RoundTripper { rg.next = next; return rg })
+	rg.mu.Lock()
+	defer rg.mu.Unlock()
+	if len(rg.body) == 0 {
+		b.Fatal("no token answer captured")
+	}
+	return rg.body
+}

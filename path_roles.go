@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
@@ -61,7 +62,7 @@ for less.
 func roleFields() map[string]*framework.FieldSchema {
 	return map[string]*framework.FieldSchema{
 		"name": {
-			Type:        framework.TypeLowerCaseString,
+			Type:        framework.TypeString,
 			Description: "The role's name.",
 			Required:    true,
 		},
@@ -182,6 +183,9 @@ func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *fra
 
 func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	lock := locksutil.LockForKey(b.roleLocks, name)
+	lock.Lock()
+	defer lock.Unlock()
 	err := req.Storage.Delete(ctx, roleStoragePrefix+name)
 	b.roles.drop(name)
 	if err != nil {
@@ -192,6 +196,11 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 
 func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	// Two updates of one role must not lose each other's fields.
+	lock := locksutil.LockForKey(b.roleLocks, name)
+	lock.Lock()
+	defer lock.Unlock()
+
 	r, err := getRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
@@ -383,9 +392,10 @@ func normalizePermissions(in map[string]string) (map[string]string, []string, []
 	return out, problems, warnings
 }
 
-// permissionsField reads the permissions field. Besides what Vault's key-value type takes (a JSON object, or
-// repeated name=level entries), it accepts the comma-separated form that is easiest on the vault CLI:
-// permissions=contents=read,pull_requests=write.
+// permissionsField reads the permissions field. Besides what Vault's key-value type takes (a JSON object, or a
+// list of name=level entries), it accepts one comma-separated string, the form that is easiest on the vault CLI:
+// permissions=contents=read,pull_requests=write. List entries are not split, so that a policy's
+// denied_parameters sees every entry as Vault splits it.
 func permissionsField(d *framework.FieldData) (map[string]string, bool, error) {
 	raw, ok := d.Raw["permissions"]
 	if !ok {
@@ -396,16 +406,14 @@ func permissionsField(d *framework.FieldData) (map[string]string, bool, error) {
 	case string:
 		entries = strings.Split(v, ",")
 	case []string:
-		for _, e := range v {
-			entries = append(entries, strings.Split(e, ",")...)
-		}
+		entries = v
 	case []any:
 		for _, e := range v {
 			s, isString := e.(string)
 			if !isString {
 				return nil, false, fmt.Errorf("permissions entry %v is not a name=level string", e)
 			}
-			entries = append(entries, strings.Split(s, ",")...)
+			entries = append(entries, s)
 		}
 	default:
 		m, _, err := d.GetOkErr("permissions")

@@ -37,7 +37,7 @@ func pathToken(b *backend) *framework.Path {
 		},
 		Fields: map[string]*framework.FieldSchema{
 			"role": {
-				Type:        framework.TypeLowerCaseString,
+				Type:        framework.TypeString,
 				Description: "The name of the role to mint a token for.",
 				Required:    true,
 			},
@@ -85,6 +85,9 @@ func pathToken(b *backend) *framework.Path {
 	}
 }
 
+// overGrantRevokeTimeout bounds the revocation of a token GitHub granted more broadly than asked.
+const overGrantRevokeTimeout = 30 * time.Second
+
 // tokenRequest is what one mint asks GitHub for, and the lease it goes under.
 type tokenRequest struct {
 	github.TokenRequest
@@ -106,7 +109,7 @@ func (b *backend) pathTokenWrite(ctx context.Context, req *logical.Request, d *f
 	if r == nil {
 		return logical.ErrorResponse("role %q does not exist", name), nil
 	}
-	tr, problems, denied := narrow(r, d)
+	tr, problems, denied := narrow(r, d, b.System().DefaultLeaseTTL())
 	if len(problems) > 0 {
 		return logical.ErrorResponse("role %q: %s", name, strings.Join(problems, "; ")), nil
 	}
@@ -118,8 +121,9 @@ func (b *backend) pathTokenWrite(ctx context.Context, req *logical.Request, d *f
 }
 
 // narrow builds the request of a write to token/<role>: what was asked where given, the role's scope where not.
-// problems are malformed input (400); denied lists each item outside the role (403).
-func narrow(r *role, d *framework.FieldData) (tokenRequest, []string, []string) {
+// problems are malformed input (400); denied lists each item outside the role (403). defaultTTL is the mount's,
+// which is the role's TTL when the role sets none.
+func narrow(r *role, d *framework.FieldData, defaultTTL time.Duration) (tokenRequest, []string, []string) {
 	tr := tokenRequest{
 		TokenRequest: github.TokenRequest{Repositories: r.Repositories, RepositoryIDs: r.RepositoryIDs, Permissions: r.Permissions},
 		ttl:          r.TTL,
@@ -133,7 +137,16 @@ func narrow(r *role, d *framework.FieldData) (tokenRequest, []string, []string) 
 		tr.Repositories, tr.RepositoryIDs = nil, nil
 	}
 	if namesGiven {
-		norm, errs := normalizeRepositories(names.([]string), r.Owner)
+		var own []string
+		for _, n := range names.([]string) {
+			// A repository of another owner is outside the role, not malformed.
+			if o, _, ok := strings.Cut(strings.TrimSpace(n), "/"); ok && r.Owner != "" && !strings.EqualFold(o, r.Owner) {
+				denied = append(denied, fmt.Sprintf("repository %q", strings.TrimSpace(n)))
+				continue
+			}
+			own = append(own, n)
+		}
+		norm, errs := normalizeRepositories(own, r.Owner)
 		problems = append(problems, errs...)
 		for _, n := range norm {
 			if repoLimited && !slices.ContainsFunc(r.Repositories, func(s string) bool { return strings.EqualFold(s, n) }) {
@@ -190,11 +203,15 @@ func narrow(r *role, d *framework.FieldData) (tokenRequest, []string, []string) 
 
 	if v, ok := d.GetOk("ttl"); ok {
 		ttl := time.Duration(v.(int)) * time.Second
+		ceiling := r.TTL
+		if ceiling <= 0 {
+			ceiling = defaultTTL
+		}
 		switch {
 		case ttl < 0:
 			problems = append(problems, fmt.Sprintf("ttl %s is negative: expected a duration such as 10m", ttl))
-		case r.TTL > 0 && ttl > r.TTL:
-			denied = append(denied, fmt.Sprintf("ttl %s (the role allows %s)", ttl, r.TTL))
+		case ttl > ceiling && ceiling > 0:
+			denied = append(denied, fmt.Sprintf("ttl %s (the role allows %s)", ttl, ceiling))
 		case ttl > 0:
 			tr.ttl = ttl
 		}
@@ -217,26 +234,32 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 		return nil, fmt.Errorf("role %q: refusing to ask GitHub for every repository on a role limited to some", roleName)
 	}
 
-	installationID := r.InstallationID
-	if r.Owner != "" {
-		if installationID, err = b.installations.resolve(ctx, client, r.Owner, b.now()); err != nil {
-			return nil, githubError(err, fmt.Sprintf("finding the installation of owner %q", r.Owner),
-				fmt.Sprintf("check that the App is installed on %q (LIST installations shows where it is)", r.Owner))
+	installationID, err := b.installationID(ctx, client, r)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := client.CreateToken(ctx, installationID, tr.TokenRequest)
+	if err != nil && r.Owner != "" && installationGone(err) {
+		// The cached installation may be gone (the App was reinstalled): look it up again and, if it moved, try once
+		// more.
+		b.installations.forget(r.Owner)
+		if id, lerr := b.installationID(ctx, client, r); lerr == nil && id != installationID {
+			installationID = id
+			tok, err = client.CreateToken(ctx, installationID, tr.TokenRequest)
 		}
 	}
-
-	tok, err := client.CreateToken(ctx, installationID, tr.TokenRequest)
 	if err != nil {
-		if r.Owner != "" && installationGone(err) {
-			b.installations.forget(r.Owner)
-		}
 		return nil, githubError(err, fmt.Sprintf("minting a token for role %q (installation %d)", roleName, installationID),
 			mintHint(err))
 	}
 	if excess := excessGrant(tr.TokenRequest, tok); len(excess) > 0 {
 		b.Logger().Error("GitHub granted more than asked; revoking the token", "role", roleName,
 			"installation_id", installationID, "excess", strings.Join(excess, ", "))
-		if rerr := client.RevokeToken(ctx, tok.Token); rerr != nil {
+		// Revoke even if the caller has gone away: this token must not live its hour.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), overGrantRevokeTimeout)
+		rerr := client.RevokeToken(rctx, tok.Token)
+		cancel()
+		if rerr != nil {
 			b.Logger().Error("revoking the over-broad token failed", "role", roleName, "error", rerr)
 		}
 		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf(
@@ -276,8 +299,9 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 	return resp, nil
 }
 
-// leaseTTL picks the lease TTL: the asked one or the mount's default, capped to the token's remaining life and the
-// mount's max TTL.
+// leaseTTL picks the lease TTL: the asked one (the role's or the request's) or the mount's default, capped to the
+// mount's max TTL and the token's remaining life. A cap is worth a warning only when a TTL was asked for: the
+// mount's default is usually far above GitHub's hour.
 func (b *backend) leaseTTL(asked, remaining time.Duration) (time.Duration, []string) {
 	var warnings []string
 	ttl := asked
@@ -290,9 +314,12 @@ func (b *backend) leaseTTL(asked, remaining time.Duration) (time.Duration, []str
 		}
 		ttl = maxTTL
 	}
-	remaining = remaining.Truncate(time.Second)
+	// A Vault clock far ahead of GitHub's could leave nothing; a lease of 0 would mean the mount's default.
+	remaining = max(remaining.Truncate(time.Second), time.Second)
 	if ttl <= 0 || ttl > remaining {
-		warnings = append(warnings, fmt.Sprintf("lease TTL capped to the token's remaining lifetime at GitHub (%s)", remaining))
+		if asked > 0 {
+			warnings = append(warnings, fmt.Sprintf("ttl %s capped to the token's remaining lifetime at GitHub (%s)", ttl, remaining))
+		}
 		ttl = remaining
 	}
 	return ttl, warnings
@@ -327,6 +354,22 @@ func excessGrant(req github.TokenRequest, tok *github.Token) []string {
 		}
 	}
 	return excess
+}
+
+// installationID returns the role's installation, looking up an owner's through the cache.
+func (b *backend) installationID(ctx context.Context, client *github.Client, r *role) (int64, error) {
+	if r.Owner == "" {
+		return r.InstallationID, nil
+	}
+	id, err := b.installations.resolve(ctx, client, r.Owner, b.now())
+	if err != nil {
+		hint := ""
+		if github.KindOf(err) == github.KindNotFound {
+			hint = fmt.Sprintf("check that the App is installed on %q (LIST installations shows where it is)", r.Owner)
+		}
+		return 0, githubError(err, fmt.Sprintf("finding the installation of owner %q", r.Owner), hint)
+	}
+	return id, nil
 }
 
 // installationGone reports whether an error means a cached installation ID may be stale.

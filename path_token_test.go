@@ -315,7 +315,8 @@ func TestTokenSteadyStateCalls(t *testing.T) {
 	}
 }
 
-// TestInstallationCacheDropped: when GitHub no longer knows a cached installation, the next mint looks it up again.
+// TestInstallationCacheDropped: when GitHub no longer knows a cached installation (the App was reinstalled), the
+// mint looks the owner up again and succeeds with the new installation.
 func TestInstallationCacheDropped(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
@@ -325,11 +326,14 @@ func TestInstallationCacheDropped(t *testing.T) {
 	e.b.installations.entries["octocat"] = installationEntry{id: 424242}
 	e.b.installations.mu.Unlock()
 
-	resp, err := e.do(logical.ReadOperation, "token/ci", nil)
-	if status, _ := mustFail(t, resp, err); status != 404 {
-		t.Fatalf("status %d", status)
+	e.gh.ResetStats()
+	resp := e.mint("ci")
+	if resp.Data["installation_id"] != int64(testUserInstall) {
+		t.Fatalf("minted from installation %v", resp.Data["installation_id"])
 	}
-	e.mint("ci") // looked up afresh
+	if st := e.gh.Stats(); st.Calls[mintRoute] != 2 || st.Calls["GET /users/{username}/installation"] != 1 {
+		t.Fatalf("calls %v: want a failed mint, a lookup, a mint", st.Calls)
+	}
 	if id := e.b.installations.entries["octocat"].id; id != testUserInstall {
 		t.Fatalf("cached installation %d, want %d", id, testUserInstall)
 	}
@@ -470,4 +474,63 @@ func TestRoleCacheFollowsChanges(t *testing.T) {
 	resp, err := e.do(logical.ReadOperation, "token/ci", nil)
 	_, msg := mustFail(t, resp, err)
 	wantContains(t, msg, `role "ci" does not exist`)
+}
+
+// TestReviewFindings covers edges found in review: each would let a caller get more than a policy or role meant,
+// or mislead an operator.
+func TestReviewFindings(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.role("admin", map[string]any{"owner": "acme", "permissions": "contents=write"})
+	e.role("ci", map[string]any{"owner": "acme", "repositories": "api", "permissions": "contents=read"})
+
+	t.Run("role names are case-sensitive, like Vault's policy paths", func(t *testing.T) {
+		resp, err := e.do(logical.ReadOperation, "token/ADMIN", nil)
+		_, msg := mustFail(t, resp, err)
+		wantContains(t, msg, `role "ADMIN" does not exist`)
+	})
+	t.Run("a role without ttl allows at most the mount's default", func(t *testing.T) {
+		e.sys.DefaultLeaseTTLVal = 5 * time.Minute
+		defer func() { e.sys.DefaultLeaseTTLVal = time.Hour }()
+		resp, err := e.do(logical.UpdateOperation, "token/ci", map[string]any{"ttl": "50m"})
+		status, msg := mustFail(t, resp, err)
+		if status != 403 {
+			t.Fatalf("status %d", status)
+		}
+		wantContains(t, msg, "ttl 50m0s (the role allows 5m0s)")
+	})
+	t.Run("another owner's repository is outside the role", func(t *testing.T) {
+		resp, err := e.do(logical.UpdateOperation, "token/ci", map[string]any{"repositories": "evil/api"})
+		status, msg := mustFail(t, resp, err)
+		if status != 403 {
+			t.Fatalf("status %d: %s", status, msg)
+		}
+		wantContains(t, msg, `repository "evil/api"`)
+	})
+	t.Run("the mount's default TTL is capped without a warning", func(t *testing.T) {
+		e.sys.DefaultLeaseTTLVal = 768 * time.Hour
+		defer func() { e.sys.DefaultLeaseTTLVal = time.Hour }()
+		resp := e.mint("ci")
+		if len(resp.Warnings) != 0 || resp.Secret.TTL > time.Hour {
+			t.Fatalf("ttl %s warnings %v", resp.Secret.TTL, resp.Warnings)
+		}
+	})
+	t.Run("permission list entries are not split", func(t *testing.T) {
+		resp, err := e.do(logical.UpdateOperation, "token/admin", map[string]any{
+			"permissions": []any{"contents=read,administration=write"},
+		})
+		_, msg := mustFail(t, resp, err)
+		wantContains(t, msg, `permission contents has level "read,administration=write"`)
+	})
+	t.Run("a rate-limited lookup says when to retry", func(t *testing.T) {
+		e.role("octo", map[string]any{"owner": "octocat"})
+		e.gh.SetFaults(fakegithub.Faults{SecondaryRateLimit: 429, RetryAfter: 90})
+		defer e.gh.SetFaults(fakegithub.Faults{})
+		resp, err := e.do(logical.ReadOperation, "token/octo", nil)
+		status, msg := mustFail(t, resp, err)
+		if status != 429 {
+			t.Fatalf("status %d", status)
+		}
+		wantContains(t, msg, "finding the installation", "retry after 1m30s")
+	})
 }

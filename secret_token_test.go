@@ -1,6 +1,8 @@
 package githubapp
 
 import (
+	"encoding/pem"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -141,5 +143,27 @@ func TestSecretsNeverLeak(t *testing.T) {
 		if strings.Contains(outputs, s) {
 			t.Errorf("a response or error holds a secret (%d chars) outside the token field", len(s))
 		}
+	}
+}
+
+// TestRevocationAfterConfigDeleteKeepsTLS: GitHub Enterprise Server behind a private CA. After the config is
+// deleted, leases minted there are still revoked with the CA bundle they were minted with.
+func TestRevocationAfterConfigDeleteKeepsTLS(t *testing.T) {
+	e := newTestEnv(t)
+	tlsSrv := httptest.NewTLSServer(e.gh)
+	t.Cleanup(tlsSrv.Close)
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}))
+	e.configure(map[string]any{"base_url": tlsSrv.URL + "/api/v3", "ca_certificate": ca})
+	e.role("ci", map[string]any{"owner": "acme"})
+	resp := e.mint("ci")
+
+	if r, err := e.do(logical.DeleteOperation, "config", nil); err != nil || r != nil {
+		t.Fatal(r, err)
+	}
+	if err := e.revoke(resp); err != nil {
+		t.Fatalf("revocation after config delete: %v", err)
+	}
+	if info, _ := e.gh.Token(resp.Data["token"].(string)); !info.Revoked {
+		t.Fatal("not revoked")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -30,7 +31,7 @@ const (
 
 	apiVersion = "2022-11-28"
 
-	// maxRateLimitWait bounds a rate-limit wait when the caller set no deadline.
+	// maxRateLimitWait bounds the rate-limit waits of one call when the caller set no deadline.
 	maxRateLimitWait = time.Minute
 	// maxBodyBytes bounds what is read of any answer; GitHub's largest here is a page of 100 installations.
 	maxBodyBytes = 8 << 20
@@ -223,6 +224,7 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 		}
 	}
 	skewRetried := false
+	var rateWaited time.Duration // bounded by maxRateLimitWait when the caller set no deadline
 	for attempt := 0; ; attempt++ {
 		res, err := c.attempt(ctx, cl, body)
 		if err == nil {
@@ -240,16 +242,20 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 			attempt-- // the skew retry is not one of the MaxRetries
 			c.logger.Debug("github: correcting clock skew from Date header", "method", cl.method, "path", cl.path)
 			continue
-		case gerr.Kind == KindUnavailable && attempt < c.maxRetries && !isCertificateError(gerr.Err):
+		case gerr.Kind == KindUnavailable && attempt < c.maxRetries && !isCertificateError(gerr.Err) &&
+			!(cl.method == http.MethodPost && gerr.StatusCode == 0 && !isDialError(gerr.Err)):
+			// A POST that may have reached GitHub (the answer timed out or the connection broke after sending)
+			// is not repeated: a second mint would leave the first token outside any lease.
 			wait = backoff(attempt)
 		case gerr.Kind == KindRateLimited && attempt < c.maxRetries:
 			wait = gerr.RetryAfter
 			if wait <= 0 {
 				wait = backoff(attempt)
 			}
-			if _, ok := ctx.Deadline(); !ok && wait > maxRateLimitWait {
+			if _, ok := ctx.Deadline(); !ok && rateWaited+wait > maxRateLimitWait {
 				return nil, err
 			}
+			rateWaited += wait
 		default:
 			return nil, err
 		}
@@ -358,6 +364,8 @@ func (c *Client) errorFrom(cl call, resp *http.Response, data []byte) *Error {
 	if e.clockSkew && c.jwt != nil {
 		if t, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
 			c.jwt.correct(t)
+		} else {
+			c.jwt.drop()
 		}
 	}
 	return e
@@ -400,6 +408,12 @@ func backoff(attempt int) time.Duration {
 		d = limit
 	}
 	return 50*time.Millisecond + rand.N(d)
+}
+
+// isDialError reports a failure to connect, before anything was sent.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && (op.Op == "dial" || op.Op == "proxyconnect")
 }
 
 // isCertificateError reports a TLS verification failure: a configuration problem that no retry mends.

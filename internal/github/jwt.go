@@ -79,3 +79,10 @@ func (s *jwtSource) correct(githubNow time.Time) bool {
 	s.skew = skew
 	return changed
 }
+
+// drop forgets the cached JWT, so that the next get signs a new one.
+func (s *jwtSource) drop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.token = ""
+}

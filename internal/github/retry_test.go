@@ -182,12 +182,21 @@ func TestRequestTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.fake.SetFaults(fakegithub.Faults{Latency: 2 * time.Second})
-	_, err := c.CreateToken(t.Context(), orgInstallation, github.TokenRequest{})
+
+	// A GET that times out is retried.
+	_, err := c.Installation(t.Context(), orgInstallation)
 	e := assertKind(t, err, github.KindUnavailable)
 	if e.StatusCode != 0 || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("error = %v (status %d), want a per-attempt timeout", err, e.StatusCode)
 	}
-	if n := h.calls(mintRoute); n != 2 {
-		t.Fatalf("the mint endpoint was called %d times, want 2", n)
+	if n := h.calls("GET /app/installations/{installation_id}"); n != 2 {
+		t.Fatalf("the installation endpoint was called %d times, want 2", n)
+	}
+
+	// A mint that times out may have minted at GitHub: it is not repeated, so no token is left outside a lease.
+	_, err = c.CreateToken(t.Context(), orgInstallation, github.TokenRequest{})
+	assertKind(t, err, github.KindUnavailable)
+	if n := h.calls(mintRoute); n != 1 {
+		t.Fatalf("the mint endpoint was called %d times, want 1", n)
 	}
 }
