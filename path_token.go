@@ -109,7 +109,7 @@ func (b *backend) pathTokenWrite(ctx context.Context, req *logical.Request, d *f
 	if r == nil {
 		return logical.ErrorResponse("role %q does not exist", name), nil
 	}
-	tr, problems, denied := narrow(r, d, b.System().DefaultLeaseTTL())
+	tr, problems, denied := narrow(r, d, b.System().DefaultLeaseTTL)
 	if len(problems) > 0 {
 		return logical.ErrorResponse("role %q: %s", name, strings.Join(problems, "; ")), nil
 	}
@@ -121,9 +121,10 @@ func (b *backend) pathTokenWrite(ctx context.Context, req *logical.Request, d *f
 }
 
 // narrow builds the request of a write to token/<role>: what was asked where given, the role's scope where not.
-// problems are malformed input (400); denied lists each item outside the role (403). defaultTTL is the mount's,
-// which is the role's TTL when the role sets none.
-func narrow(r *role, d *framework.FieldData, defaultTTL time.Duration) (tokenRequest, []string, []string) {
+// problems are malformed input (400); denied lists each item outside the role (403). defaultTTL gives the mount's
+// default TTL, which is the role's TTL when the role sets none. It is called only when a write asks for a ttl and the
+// role sets none: from a plugin it is a gRPC round trip to Vault, which a plain read must not pay for.
+func narrow(r *role, d *framework.FieldData, defaultTTL func() time.Duration) (tokenRequest, []string, []string) {
 	tr := tokenRequest{
 		TokenRequest: github.TokenRequest{Repositories: r.Repositories, RepositoryIDs: r.RepositoryIDs, Permissions: r.Permissions},
 		ttl:          r.TTL,
@@ -205,7 +206,7 @@ func narrow(r *role, d *framework.FieldData, defaultTTL time.Duration) (tokenReq
 		ttl := time.Duration(v.(int)) * time.Second
 		ceiling := r.TTL
 		if ceiling <= 0 {
-			ceiling = defaultTTL
+			ceiling = defaultTTL()
 		}
 		switch {
 		case ttl < 0:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# make bench: the plugin under load in a real Vault dev server against cmd/fakegithub, next to two baselines in the
-# same Vault (a KV v1 read and the no-op leased plugin of bench/noopplugin), then a revocation storm, then the Go
-# benchmarks, and one markdown summary at the end (also written to $BENCH_OUT/report.md).
+# make bench: the plugin under load in a real Vault dev server against cmd/fakegithub, next to baselines in the same
+# Vault (a KV v1 read; the no-op leased plugin of bench/noopplugin, minimal and shaped like our answer), then a
+# revocation storm, then the Go benchmarks, and one markdown summary at the end (also written to
+# $BENCH_OUT/report.md).
 #
 # Everything listens on 127.0.0.1 and stops by itself. Knobs (environment), with their defaults:
 #
@@ -79,7 +80,7 @@ common=(-vault-addr "$VAULT_ADDR" -vault-token "$VAULT_TOKEN" -github-url "$GITH
 	-plugin-bin "$WORK/plugins/$PLUGIN_NAME" -noop-bin "$WORK/plugins/$NOOP_NAME"
 	-vault-pid "$VAULT_PID" -emulator-pid "$FAKEGITHUB_PID")
 
-log "load phases: concurrency $BENCH_CONCURRENCY, $BENCH_DURATION each (KV v1, no-op, github)"
+log "load phases: concurrency $BENCH_CONCURRENCY, $BENCH_DURATION each (KV v1, no-op, shaped no-op, github)"
 "$WORK/loadgen" -mode load "${common[@]}" -duration "$BENCH_DURATION" -warmup "$BENCH_WARMUP" \
 	-concurrency "$BENCH_CONCURRENCY" -out "$BENCH_OUT/load.json" || log "the load phases failed; reporting what there is"
 

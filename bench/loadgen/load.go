@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -14,7 +15,7 @@ import (
 
 // target is one kind of read the load phases drive.
 type target struct {
-	name   string // "kv", "noop", "github"
+	name   string // "kv", "noop", "shaped", "github"
 	path   string // the Vault path read, e.g. github/token/bench
 	leased bool   // whether every read creates a lease (then the phase's leases are revoked afterwards)
 }
@@ -58,6 +59,7 @@ type phaseResult struct {
 // loadReport is the output of -mode load.
 type loadReport struct {
 	Duration      string        `json:"duration"`
+	Cores         int           `json:"cores"`
 	Warmup        string        `json:"warmup"`
 	Phases        []phaseResult `json:"phases"`
 	JWTsTotal     int           `json:"jwts_total"`     // distinct JWTs the emulator saw over all github phases
@@ -76,10 +78,11 @@ type workerResult struct {
 	firstErr string
 }
 
-// drive reads path with conc workers until the deadline and returns every latency and the errors. A read counts
-// as good when Vault answers 200 and, for leased targets, with a lease ID.
-func drive(ctx context.Context, hc *http.Client, addr, token, path string, leased bool, conc int, dur time.Duration) ([]time.Duration, int, string, time.Duration) {
-	url := addr + "/v1/" + path
+// drive reads the target's path with conc workers for dur and returns every latency, the errors, the first error
+// and the time it took. A read counts as good when Vault answers 200 and, for leased targets, with a lease ID.
+func drive(ctx context.Context, hc *http.Client, v *vaultClient, tg target, conc int, dur time.Duration,
+) ([]time.Duration, int, string, time.Duration) {
+	url, token, leased := v.addr+"/v1/"+tg.path, v.token, tg.leased
 	results := make([]workerResult, conc)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -179,11 +182,12 @@ type loadConfig struct {
 }
 
 // runLoad runs every target at every concurrency. Within one concurrency the targets run back to back (KV, no-op,
-// GitHub), so that all three meet Vault in the same state; the leases of a leased phase, warm-up included, are
-// revoked (sync) before the next phase starts, so that no phase pays for another's lease bookkeeping.
+// shaped no-op, GitHub), so that all of them meet Vault in the same state; the leases of a leased phase, warm-up
+// included, are revoked (sync) before the next phase starts, so that no phase pays for another's lease bookkeeping.
 func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*loadReport, error) {
 	rep := &loadReport{
 		Duration: cfg.duration.String(),
+		Cores:    runtime.NumCPU(),
 		Warmup:   cfg.warmup.String(),
 		Cleanup: "every leased phase (warm-up and measured window) is followed by a synchronous " +
 			"sys/leases/revoke-prefix of its path; the revocation time is reported and never inside a measured window",
@@ -197,7 +201,7 @@ func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*l
 			}
 			logf("%s at concurrency %d: %s warm-up, %s measured", tg.name, conc, cfg.warmup, cfg.duration)
 			if cfg.warmup > 0 {
-				if _, errs, first, _ := drive(ctx, cfg.hot, cfg.vault.addr, cfg.vault.token, tg.path, tg.leased, conc, cfg.warmup); errs > 0 {
+				if _, errs, first, _ := drive(ctx, cfg.hot, cfg.vault, tg, conc, cfg.warmup); errs > 0 {
 					rep.Notes = append(rep.Notes, fmt.Sprintf("%s c=%d warm-up: %d errors, first: %s", tg.name, conc, errs, first))
 				}
 				if tg.leased {
@@ -213,8 +217,11 @@ func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*l
 			noopPID, _ := findPluginPID(cfg.noopBin, cfg.vaultPID)
 			pids["plugin"], pids["noop"] = pluginPID, noopPID
 			watched := pluginPID
-			if tg.name == "noop" {
+			if tg.name != "github" {
 				watched = noopPID
+			}
+			if tg.name == "kv" {
+				watched = 0
 			}
 			var before emuStats
 			var err error
@@ -236,7 +243,7 @@ func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*l
 			}
 			cpu := startCPU(pids)
 
-			lat, errs, first, elapsed := drive(ctx, cfg.hot, cfg.vault.addr, cfg.vault.token, tg.path, tg.leased, conc, cfg.duration)
+			lat, errs, first, elapsed := drive(ctx, cfg.hot, cfg.vault, tg, conc, cfg.duration)
 
 			pr.CPU = cpu.stop()
 			if rss != nil {

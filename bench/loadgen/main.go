@@ -1,8 +1,8 @@
 // Command loadgen drives the benchmarks of `make bench` (scripts/bench.sh) against a real Vault dev server with the
-// GitHub App plugin mounted at github/, the no-op plugin (bench/noopplugin) at noop/ and KV v1 at kv/, with
-// cmd/fakegithub standing in for GitHub. Everything it talks to listens on 127.0.0.1.
+// GitHub App plugin mounted at github/, the no-op plugin (bench/noopplugin) at noop/ (paths creds and shaped) and
+// KV v1 at kv/, with cmd/fakegithub standing in for GitHub. Everything it talks to listens on 127.0.0.1.
 //
-//	loadgen -mode load   ...  throughput and latency of KV v1, no-op and GitHub reads at each concurrency
+//	loadgen -mode load   ...  throughput and latency of KV v1, no-op, shaped no-op and GitHub reads
 //	loadgen -mode storm  ...  mint many tokens from a short-TTL role and watch their leases expire and revoke
 //	loadgen -mode report ...  print the markdown summary from the JSON the other modes wrote and `go test -bench`
 //
@@ -51,6 +51,7 @@ func run() error {
 		concurrency = flag.String("concurrency", "1,4,16", "concurrencies of the load phases")
 		githubPath  = flag.String("github-path", "github/token/bench", "the plugin path the load phases read")
 		noopPath    = flag.String("noop-path", "noop/creds", "the no-op plugin path")
+		shapedPath  = flag.String("shaped-path", "noop/shaped", "the no-op plugin path that answers in our shape")
 		kvPath      = flag.String("kv-path", "kv/bench", "the KV v1 secret")
 		revokeLimit = flag.Duration("revoke-limit", 5*time.Minute, "the longest a cleanup between phases may take")
 		stormPath   = flag.String("storm-path", "github/token/storm", "the short-TTL role the storm mints from")
@@ -107,6 +108,7 @@ func run() error {
 			targets: []target{
 				{name: "kv", path: *kvPath},
 				{name: "noop", path: *noopPath, leased: true},
+				{name: "shaped", path: *shapedPath, leased: true},
 				{name: "github", path: *githubPath, leased: true},
 			},
 			concurrency: conc, duration: *duration, warmup: *warmup,

@@ -36,24 +36,25 @@ type stormConfig struct {
 
 // stormReport is the output of -mode storm.
 type stormReport struct {
-	Requested        int       `json:"requested"`
-	Concurrency      int       `json:"concurrency"`
-	TTLSeconds       float64   `json:"ttl_seconds"`
-	Minted           int       `json:"minted"`
-	MintErrors       int       `json:"mint_errors"`
-	FirstMintError   string    `json:"first_mint_error,omitempty"`
-	MintSeconds      float64   `json:"mint_seconds"`
-	MintPerSecond    float64   `json:"mint_per_second"`
-	MintCallsPerTok  float64   `json:"mint_github_calls_per_token"`
-	MintNewJWTs      int       `json:"mint_new_jwts"`
-	MintEnd          time.Time `json:"mint_end"`
-	RevokedDuringMnt int       `json:"revoked_during_minting"` // leases that had expired and been revoked before the last mint
+	Requested       int       `json:"requested"`
+	Concurrency     int       `json:"concurrency"`
+	TTLSeconds      float64   `json:"ttl_seconds"`
+	Minted          int       `json:"minted"`
+	MintErrors      int       `json:"mint_errors"`
+	FirstMintError  string    `json:"first_mint_error,omitempty"`
+	MintSeconds     float64   `json:"mint_seconds"`
+	MintPerSecond   float64   `json:"mint_per_second"`
+	MintCallsPerTok float64   `json:"mint_github_calls_per_token"`
+	MintNewJWTs     int       `json:"mint_new_jwts"`
+	MintEnd         time.Time `json:"mint_end"`
+	// Leases that had expired and been revoked before the last mint (when minting outlasts the TTL).
+	RevokedDuringMnt int `json:"revoked_during_minting"`
 
 	AllRevoked        bool           `json:"all_revoked"`
 	Revoked           int            `json:"revoked"`                   // storm tokens the emulator saw revoked
 	SecondsAfterLast  float64        `json:"seconds_after_last_mint"`   // last mint → every revocation seen
 	LagAfterExpiry    float64        `json:"lag_after_last_expiry_s"`   // the same, minus the last lease's TTL
-	MaxBacklog        int            `json:"max_backlog"`               // leases past their TTL but not yet revoked, at worst
+	MaxBacklog        int            `json:"max_backlog"`               // past their TTL, not yet revoked: worst
 	PeakRevokesPerSec float64        `json:"peak_revocations_per_sec"`  // best one-second window seen while polling
 	MeanRevokesPerSec float64        `json:"mean_revocations_per_sec"`  // from the first revocation to the last
 	MaxInFlight       int            `json:"emulator_max_in_flight"`    // since the stats reset after the last mint
@@ -95,7 +96,8 @@ func runStorm(ctx context.Context, cfg stormConfig, logf func(string, ...any)) (
 
 	// Mint: workers take numbers until count is reached; each remembers when its mints completed, because that is
 	// when Vault started each lease's TTL.
-	logf("storm: minting %d tokens from %s at concurrency %d (lease TTL %s)", cfg.count, cfg.path, cfg.concurrency, cfg.ttl)
+	logf("storm: minting %d tokens from %s at concurrency %d (lease TTL %s)",
+		cfg.count, cfg.path, cfg.concurrency, cfg.ttl)
 	url := cfg.vault.addr + "/v1/" + cfg.path
 	tcp := sampleTCP(cfg.emuPort, 100*time.Millisecond)
 	var next atomic.Int64
@@ -156,7 +158,9 @@ func runStorm(ctx context.Context, cfg stormConfig, logf func(string, ...any)) (
 	if err := cfg.emu.resetStats(ctx); err != nil {
 		return nil, err
 	}
-	cpu := startCPU(map[string]int{"vault": cfg.vaultPID, "plugin": pluginPID, "emulator": cfg.emuPID, "loadgen": selfPID()})
+	cpu := startCPU(map[string]int{
+		"vault": cfg.vaultPID, "plugin": pluginPID, "emulator": cfg.emuPID, "loadgen": selfPID(),
+	})
 	tcp = sampleTCP(cfg.emuPort, 100*time.Millisecond)
 
 	// Watch the revocations arrive. expiredBy counts the leases whose TTL has run out at t; the backlog is what has
@@ -291,7 +295,8 @@ func scanVaultLog(path string, offset int64) (int, string) {
 	n, sample := 0, ""
 	eachLine(path, offset, func(line string) {
 		l := strings.ToLower(line)
-		if strings.Contains(l, "revok") && (strings.Contains(l, "[error]") || strings.Contains(l, "[warn]") || strings.Contains(l, "failed")) {
+		bad := strings.Contains(l, "[error]") || strings.Contains(l, "[warn]") || strings.Contains(l, "failed")
+		if strings.Contains(l, "revok") && bad {
 			n++
 			if sample == "" {
 				sample = strings.TrimSpace(line)

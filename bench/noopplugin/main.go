@@ -1,6 +1,9 @@
 // Command noopplugin is the benchmarks' yardstick: the cheapest leased secret a Vault secrets plugin can hand out.
 //
-// It has one path, creds, whose read returns a small secret under a lease, and a Revoke that does nothing. It runs
+// Its path creds returns a small secret under a lease whose Revoke does nothing. A second path, shaped, returns a
+// secret of the same shape and size as a GitHub token from token/<role> (response data and lease internal data),
+// still without any work: the difference between creds and shaped is what Vault itself spends on a bigger lease,
+// and the difference between shaped and the real plugin is what the plugin and GitHub add. It runs
 // in the same plugin process model as the GitHub App plugin (ServeMultiplex, registered by sha256 and version), so
 // everything it costs is Vault's own work for a leased read: routing, the gRPC round trip to the plugin, lease
 // creation and its storage writes, and the lease's revocation. No leased-secret plugin can be faster; the GitHub
@@ -10,6 +13,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"os"
 	"time"
@@ -59,14 +64,24 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	b.Backend = &framework.Backend{
 		Help:        "A secrets engine that hands out meaningless leased secrets, for benchmarks.",
 		BackendType: logical.TypeLogical,
-		Paths: []*framework.Path{{
-			Pattern: "creds",
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{Callback: b.read},
+		Paths: []*framework.Path{
+			{
+				Pattern: "creds",
+				Operations: map[logical.Operation]framework.OperationHandler{
+					logical.ReadOperation: &framework.PathOperation{Callback: b.read},
+				},
+				HelpSynopsis:    "Read a meaningless leased secret.",
+				HelpDescription: "Each read returns a random value under a 30-minute lease whose revocation does nothing.",
 			},
-			HelpSynopsis:    "Read a meaningless leased secret.",
-			HelpDescription: "Each read returns a random value under a 30-minute lease whose revocation does nothing.",
-		}},
+			{
+				Pattern: "shaped",
+				Operations: map[logical.Operation]framework.OperationHandler{
+					logical.ReadOperation: &framework.PathOperation{Callback: b.readShaped},
+				},
+				HelpSynopsis:    "Read a meaningless leased secret shaped like a GitHub installation token.",
+				HelpDescription: "Each read returns made-up data with the fields and sizes of github/token/<role>.",
+			},
+		},
 		Secrets: []*framework.Secret{{
 			Type: secretType,
 			Fields: map[string]*framework.FieldSchema{
@@ -82,6 +97,37 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 		return nil, err
 	}
 	return b, nil
+}
+
+// readShaped returns what github/token/<role> returns for a role limited to two repositories and three
+// permissions, with made-up values of the same sizes, and the same lease internal data. Nothing is computed that
+// a real mint would not also compute (a random token and its SHA-256).
+func (b *backend) readShaped(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+	var raw [27]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, err
+	}
+	token := "ghs_" + base64.RawURLEncoding.EncodeToString(raw[:])[:36]
+	sum := sha256.Sum256([]byte(token))
+	resp := b.Secret(secretType).Response(map[string]any{
+		"token":                token,
+		"expires_at":           time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
+		"installation_id":      int64(2001),
+		"permissions":          map[string]string{"contents": "read", "metadata": "read", "pull_requests": "write"},
+		"repository_selection": "selected",
+		"repositories":         []string{"api", "web"},
+		"role":                 "bench",
+		"hashed_token":         base64.StdEncoding.EncodeToString(sum[:]),
+	}, map[string]any{
+		"token":           token,
+		"base_url":        "http://127.0.0.1:40000",
+		"installation_id": int64(2001),
+		"role":            "bench",
+	})
+	resp.Secret.TTL = leaseTTL
+	resp.Secret.MaxTTL = leaseTTL
+	resp.Secret.Renewable = false
+	return resp, nil
 }
 
 // read returns a value about the size of a classic installation token, so that the response and the lease entry
