@@ -21,8 +21,8 @@ const MinKeyBits = 2048
 func ParsePrivateKey(pemText string) (*rsa.PrivateKey, error) {
 	block, rest := pem.Decode([]byte(strings.TrimSpace(pemText)))
 	if block == nil {
-		return nil, errors.New("no PEM block found: expected a block starting with " +
-			"-----BEGIN RSA PRIVATE KEY----- or -----BEGIN PRIVATE KEY-----, as GitHub downloads it")
+		return nil, errors.New(`no PEM block found: expected a PEM block of type "RSA PRIVATE KEY" or "PRIVATE KEY", ` +
+			"as GitHub downloads it")
 	}
 	if next, _ := pem.Decode(rest); next != nil {
 		return nil, errors.New("more than one PEM block found: give exactly one private key")
