@@ -179,40 +179,58 @@ func (m *cpuMeter) stop() map[string]float64 {
 	return out
 }
 
-// rssSampler records the highest VmRSS of a process while it runs.
-type rssSampler struct {
+// ticker calls sample at once and then every interval, on its own goroutine, until stop.
+type ticker struct {
 	stopc chan struct{}
 	done  chan struct{}
-	mu    sync.Mutex
-	peak  int64
 }
 
-func sampleRSS(pid int, every time.Duration) *rssSampler {
-	s := &rssSampler{stopc: make(chan struct{}), done: make(chan struct{})}
+func startTicker(every time.Duration, sample func()) *ticker {
+	tk := &ticker{stopc: make(chan struct{}), done: make(chan struct{})}
 	go func() {
-		defer close(s.done)
+		defer close(tk.done)
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			if kb, err := memKB(pid, "VmRSS"); err == nil {
-				s.mu.Lock()
-				s.peak = max(s.peak, kb)
-				s.mu.Unlock()
-			}
+			sample()
 			select {
-			case <-s.stopc:
+			case <-tk.stopc:
 				return
 			case <-t.C:
 			}
 		}
 	}()
+	return tk
+}
+
+// stop ends sampling; no sample runs after it returns.
+func (tk *ticker) stop() {
+	close(tk.stopc)
+	<-tk.done
+}
+
+// rssSampler records the highest VmRSS of a process while it runs.
+type rssSampler struct {
+	tk   *ticker
+	mu   sync.Mutex
+	peak int64
+}
+
+func sampleRSS(pid int, every time.Duration) *rssSampler {
+	s := &rssSampler{}
+	s.tk = startTicker(every, func() {
+		if kb, err := memKB(pid, "VmRSS"); err == nil {
+			s.mu.Lock()
+			s.peak = max(s.peak, kb)
+			s.mu.Unlock()
+		}
+	})
 	return s
 }
 
 // stop ends sampling and returns the peak in MB.
 func (s *rssSampler) stop() float64 {
-	close(s.stopc)
-	<-s.done
+	s.tk.stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return round1(float64(s.peak) / 1024)
@@ -248,36 +266,24 @@ func tcpCounts(port int) (established, timeWait int) {
 
 // tcpSampler records the peaks of tcpCounts while it runs.
 type tcpSampler struct {
-	stopc              chan struct{}
-	done               chan struct{}
+	tk                 *ticker
 	mu                 sync.Mutex
 	maxEstab, maxTWait int
 }
 
 func sampleTCP(port int, every time.Duration) *tcpSampler {
-	s := &tcpSampler{stopc: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			e, w := tcpCounts(port)
-			s.mu.Lock()
-			s.maxEstab, s.maxTWait = max(s.maxEstab, e), max(s.maxTWait, w)
-			s.mu.Unlock()
-			select {
-			case <-s.stopc:
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	s := &tcpSampler{}
+	s.tk = startTicker(every, func() {
+		e, w := tcpCounts(port)
+		s.mu.Lock()
+		s.maxEstab, s.maxTWait = max(s.maxEstab, e), max(s.maxTWait, w)
+		s.mu.Unlock()
+	})
 	return s
 }
 
 func (s *tcpSampler) stop() (maxEstablished, maxTimeWait int) {
-	close(s.stopc)
-	<-s.done
+	s.tk.stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.maxEstab, s.maxTWait
