@@ -41,9 +41,10 @@ func (i *Installation) Suspended() bool { return i.SuspendedAt != nil }
 
 // Repository is what the plugin keeps of GitHub's repository objects.
 type Repository struct {
-	ID       int64  `json:"id"`
-	Name     string `json:"name"`
-	FullName string `json:"full_name"`
+	ID       int64   `json:"id"`
+	Name     string  `json:"name"`
+	FullName string  `json:"full_name"`
+	Owner    Account `json:"owner"`
 }
 
 // TokenRequest narrows an installation token. Empty fields mean everything the installation has.
@@ -81,25 +82,19 @@ func (c *Client) App(ctx context.Context) (*App, error) {
 	return &app, nil
 }
 
-// Installations lists every installation of the App, all pages (GET /app/installations).
-func (c *Client) Installations(ctx context.Context) ([]Installation, error) {
-	var all []Installation
-	for page := 1; ; page++ {
+// MaxPages bounds how many pages of 100 a listing reads: a server that always announces another page cannot keep a
+// request listing forever. 100 pages hold 10,000 installations or repositories.
+const MaxPages = 100
+
+// Installations lists the App's installations, all pages up to MaxPages (GET /app/installations). complete is false
+// when GitHub announced more pages than that.
+func (c *Client) Installations(ctx context.Context) (list []Installation, complete bool, err error) {
+	complete, err = c.pages(ctx, call{method: http.MethodGet, path: "/app/installations"}, func(cl *call) func() int {
 		var batch []Installation
-		ans, err := c.do(ctx, call{
-			method: http.MethodGet, path: "/app/installations", out: &batch,
-			query: url.Values{"per_page": {"100"}, "page": {strconv.Itoa(page)}},
-		})
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, batch...)
-		// Follow GitHub's own word on whether there is more, but build the next URL ourselves: the JWT must not
-		// travel to wherever a Link header points.
-		if len(batch) == 0 || !hasNextPage(ans.header) {
-			return all, nil
-		}
-	}
+		cl.out = &batch
+		return func() int { list = append(list, batch...); return len(batch) }
+	})
+	return list, complete, err
 }
 
 // Installation returns one installation (GET /app/installations/{id}).
@@ -154,25 +149,42 @@ func (c *Client) RevokeToken(ctx context.Context, token string) error {
 }
 
 // TokenRepositories lists the repositories an installation token reaches (GET /installation/repositories, all
-// pages). It shows what a token can really do.
+// pages). It shows what a token can really do; more than MaxPages pages is an error, since a partial list would
+// mislead.
 func (c *Client) TokenRepositories(ctx context.Context, token string) ([]Repository, error) {
 	var all []Repository
-	for page := 1; ; page++ {
+	cl := call{method: http.MethodGet, path: "/installation/repositories", token: token}
+	complete, err := c.pages(ctx, cl, func(cl *call) func() int {
 		var batch struct {
 			Repositories []Repository `json:"repositories"`
 		}
-		ans, err := c.do(ctx, call{
-			method: http.MethodGet, path: "/installation/repositories", token: token, out: &batch,
-			query: url.Values{"per_page": {"100"}, "page": {strconv.Itoa(page)}},
-		})
+		cl.out = &batch
+		return func() int { all = append(all, batch.Repositories...); return len(batch.Repositories) }
+	})
+	if err == nil && !complete {
+		err = &Error{Kind: KindOther, Method: cl.method, Path: cl.path,
+			Message: fmt.Sprintf("the token reaches more repositories than %d pages hold", MaxPages)}
+	}
+	return all, err
+}
+
+// pages runs a listing call page by page (per_page=100) for as long as GitHub's Link header announces a next page,
+// up to MaxPages. page prepares each call (setting where the answer is decoded) and returns a function that keeps
+// the decoded page and says how many items it held. The next page's URL is built here, never taken from the Link
+// header: the JWT must not travel to wherever a Link header points.
+func (c *Client) pages(ctx context.Context, cl call, page func(*call) func() int) (complete bool, err error) {
+	for n := 1; n <= MaxPages; n++ {
+		cl.query = url.Values{"per_page": {"100"}, "page": {strconv.Itoa(n)}}
+		keep := page(&cl)
+		ans, err := c.do(ctx, cl)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
-		all = append(all, batch.Repositories...)
-		if len(batch.Repositories) == 0 || !hasNextPage(ans.header) {
-			return all, nil
+		if keep() == 0 || !hasNextPage(ans.header) {
+			return true, nil
 		}
 	}
+	return false, nil
 }
 
 // hasNextPage reads GitHub's Link header for a rel="next" entry.

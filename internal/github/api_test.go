@@ -72,9 +72,9 @@ func TestInstallations(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	c := h.newClient(t)
-	all, err := c.Installations(t.Context())
-	if err != nil {
-		t.Fatalf("Installations: %v", err)
+	all, complete, err := c.Installations(t.Context())
+	if err != nil || !complete {
+		t.Fatalf("Installations: complete %v, %v", complete, err)
 	}
 	var ids []int64
 	for _, in := range all {

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
@@ -78,6 +79,8 @@ type Client struct {
 	userAgent  string
 	logger     hclog.Logger
 	now        func() time.Time
+
+	possibleDuplicates atomic.Int64
 }
 
 // NewClient checks the options and builds a Client.
@@ -154,6 +157,10 @@ func (c *Client) JWTSignatures() int64 {
 	return c.jwt.signatures.Load()
 }
 
+// PossibleDuplicateTokens counts token requests retried after GitHub may have handled them: each may have left a
+// token that nobody holds, which expires within the hour.
+func (c *Client) PossibleDuplicateTokens() int64 { return c.possibleDuplicates.Load() }
+
 // CloseIdleConnections releases pooled connections of a client that is being replaced.
 func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 
@@ -213,8 +220,12 @@ type answer struct {
 // do runs a call with authentication, retries and error mapping.
 //
 // Retried: transport errors and 5xx with exponential backoff and jitter, rate limits after the wait GitHub asks
-// for, and one 401 about the JWT's clock after correcting the skew. Never retried: other 4xx. No wait runs past the
-// context's deadline: when it would, do fails at once with the error in hand.
+// for, and one 401 about the JWT's clock after correcting the skew. Never retried: other 4xx and certificate errors.
+// No wait runs past the context's deadline: when it would, do fails at once with the error in hand.
+//
+// A token request (the only POST) is retried like any other call, even when GitHub may have handled it and only its
+// answer was lost: a token nobody received is known to no one and expires within the hour, while a failed mint fails
+// a CI job. Such retries are counted (PossibleDuplicateTokens) and logged.
 func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 	var body []byte
 	if cl.body != nil {
@@ -242,11 +253,14 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 			attempt-- // the skew retry is not one of the MaxRetries
 			c.logger.Debug("github: correcting clock skew from Date header", "method", cl.method, "path", cl.path)
 			continue
-		case gerr.Kind == KindUnavailable && attempt < c.maxRetries && !isCertificateError(gerr.Err) &&
-			!(cl.method == http.MethodPost && gerr.StatusCode == 0 && !isDialError(gerr.Err)):
-			// A POST that may have reached GitHub (the answer timed out or the connection broke after sending)
-			// is not repeated: a second mint would leave the first token outside any lease.
+		case gerr.Kind == KindUnavailable && attempt < c.maxRetries && !isCertificateError(gerr.Err):
 			wait = backoff(attempt)
+			if cl.method == http.MethodPost && !isDialError(gerr.Err) {
+				c.possibleDuplicates.Add(1)
+				c.logger.Warn("github: retrying a token request whose answer was lost; GitHub may have issued a "+
+					"possible duplicate token that no lease holds (it expires within the hour)",
+					"path", cl.path, "status", gerr.StatusCode)
+			}
 		case gerr.Kind == KindRateLimited && attempt < c.maxRetries:
 			wait = gerr.RetryAfter
 			if wait <= 0 {

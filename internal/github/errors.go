@@ -83,6 +83,8 @@ func (e *Error) Error() string {
 		}
 	case e.Err != nil:
 		b.WriteString(e.Err.Error())
+	case e.Message != "":
+		b.WriteString(e.Message)
 	default:
 		b.WriteString(e.Kind.String())
 	}

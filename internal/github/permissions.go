@@ -1,14 +1,12 @@
 package github
 
-import (
-	"slices"
-	"sort"
-)
+import "slices"
 
 // Permission levels in ascending order of power.
 var levelRank = map[string]int{"read": 1, "write": 2, "admin": 3}
 
-// LevelRank orders permission levels (read < write < admin); 0 for an unknown level.
+// LevelRank orders permission levels (read < write < admin); 0 for a level it does not know, which callers must treat
+// as above every known one when they check a grant.
 func LevelRank(level string) int { return levelRank[level] }
 
 // PermissionLevels returns the levels GitHub documents for a permission, ascending, and whether GitHub documents
@@ -16,14 +14,4 @@ func LevelRank(level string) int { return levelRank[level] }
 func PermissionLevels(name string) ([]string, bool) {
 	levels, ok := permissionLevels[name]
 	return slices.Clone(levels), ok
-}
-
-// PermissionNames lists every documented permission, sorted.
-func PermissionNames() []string {
-	names := make([]string, 0, len(permissionLevels))
-	for n := range permissionLevels {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }

@@ -1,6 +1,7 @@
 package github_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +31,7 @@ func exercise(t *testing.T, c *github.Client) {
 	if _, err := c.App(ctx); err != nil {
 		t.Fatalf("App: %v", err)
 	}
-	if all, err := c.Installations(ctx); err != nil || len(all) != 3 {
+	if all, _, err := c.Installations(ctx); err != nil || len(all) != 3 {
 		t.Fatalf("Installations: %d, %v", len(all), err)
 	}
 	if _, err := c.Installation(ctx, orgInstallation); err != nil {
@@ -264,9 +266,9 @@ func TestPagination(t *testing.T) {
 	}
 	h := newHarnessWith(t, harnessConfig{fixture: &f})
 	c := h.newClient(t)
-	all, err := c.Installations(t.Context())
-	if err != nil {
-		t.Fatalf("Installations: %v", err)
+	all, complete, err := c.Installations(t.Context())
+	if err != nil || !complete {
+		t.Fatalf("Installations: complete %v, %v", complete, err)
 	}
 	seen := map[int64]bool{}
 	for _, in := range all {
@@ -316,5 +318,45 @@ func TestTokenRepositoriesPagination(t *testing.T) {
 	}
 	if n := h.calls(tokenReposRoute); n != 2 {
 		t.Fatalf("GET /installation/repositories called %d times, want 2", n)
+	}
+}
+
+// TestListingsStopAfterPageLimit (issue 8, finding 11): a server that always says there is another page cannot keep
+// the client listing forever.
+func TestListingsStopAfterPageLimit(t *testing.T) {
+	t.Parallel()
+	var pages atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := pages.Add(1)
+		w.Header().Set("Link", fmt.Sprintf(`<%s%s?page=%d>; rel="next"`, "http://"+r.Host, r.URL.Path, n+1))
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasPrefix(r.URL.Path, "/installation/") {
+			fmt.Fprintf(w, `{"total_count": 1000000, "repositories": [{"id": %d, "name": "r%d"}]}`, n, n)
+			return
+		}
+		fmt.Fprintf(w, `[{"id": %d, "account": {"login": "org%d", "id": %d}}]`, n, n, n)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := github.NewClient(github.Options{BaseURL: srv.URL, AppID: testAppID, PrivateKey: github.SharedKey(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+
+	list, complete, err := c.Installations(ctx)
+	if err != nil {
+		t.Fatalf("Installations: %v (after %d pages)", err, pages.Load())
+	}
+	if complete || int64(len(list)) != pages.Load() || len(list) != github.MaxPages {
+		t.Fatalf("Installations read %d pages, returned %d installations (complete %v), want %d and incomplete",
+			pages.Load(), len(list), complete, github.MaxPages)
+	}
+
+	pages.Store(0)
+	repos, err := c.TokenRepositories(ctx, "ghs_"+strings.Repeat("x", 36))
+	if err == nil || !strings.Contains(err.Error(), "more repositories than") || pages.Load() != github.MaxPages {
+		t.Fatalf("TokenRepositories: %d repositories after %d pages, error %v; want an error after %d pages",
+			len(repos), pages.Load(), err, github.MaxPages)
 	}
 }
