@@ -5,6 +5,7 @@ package githubapp
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -33,26 +34,38 @@ repositories and permissions a token may carry, then read "token/<role>" to mint
 the lease ends, the token is revoked at GitHub.
 `
 
+// secretFields are the request fields, by path, whose values are secrets. The SDK's type conversion quotes a value it
+// cannot convert in its error, which Vault returns, logs and writes unhashed to audit devices; these fields are
+// checked before it runs, with a message that names only the type.
+var secretFields = map[string][]string{configStoragePath: {"private_key", "proxy_url"}}
+
 // backend is the secrets engine. The GitHub client is built from the stored config on first use and cached with its
-// connection pool and App JWT; it is replaced as a whole when the config changes, so a mint in flight uses either
-// the old config or the new one, never a mix.
+// connection pool, App JWT and installation IDs; it is replaced as a whole when the config changes, so a mint in
+// flight uses either the old config or the new one, never a mix.
 type backend struct {
 	*framework.Backend
 
 	// configMu serialises config writes and deletes.
 	configMu sync.Mutex
-	// lock guards client, revokers and installations. Mints take the read side; config changes the write side.
-	lock    sync.RWMutex
-	client  *github.Client
-	config  *githubConfig // the config client was built from
-	revoker map[string]*github.Client
+	// lock guards client and revokers. Mints take the read side; config changes the write side.
+	lock   sync.RWMutex
+	client *appClient
+	// revokers revoke tokens minted at other base URLs than the config's: key-less clients built from what
+	// revocation needs of the config those tokens were minted with (revocation_target.go).
+	revokers map[string]*github.Client
 
-	installations *installationCache
-	roles         *roleCache
-	roleLocks     []*locksutil.LockEntry
-	now           func() time.Time
+	roles     *roleCache
+	roleLocks []*locksutil.LockEntry
+	now       func() time.Time
 	// clientOptions lets tests wrap the HTTP transport; nil in production.
 	clientOptions func(*github.Options)
+}
+
+// appClient is the GitHub client of one stored config and what was learned through it. Nothing learned with one
+// config's client is used with another's.
+type appClient struct {
+	*github.Client
+	installations *installationCache
 }
 
 // Factory builds and sets up the backend; Vault calls it when the plugin is mounted or loaded.
@@ -66,17 +79,16 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 
 func newBackend() *backend {
 	b := &backend{
-		revoker:       map[string]*github.Client{},
-		installations: newInstallationCache(),
-		roles:         newRoleCache(),
-		roleLocks:     locksutil.CreateLocks(),
-		now:           time.Now,
+		revokers:  map[string]*github.Client{},
+		roles:     newRoleCache(),
+		roleLocks: locksutil.CreateLocks(),
+		now:       time.Now,
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
-			SealWrapStorage: []string{configStoragePath},
+			SealWrapStorage: []string{configStoragePath, revocationTargetPrefix},
 		},
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b)},
@@ -91,93 +103,91 @@ func newBackend() *backend {
 	return b
 }
 
+// HandleRequest refuses a secret field of the wrong type before the SDK's conversion can quote it.
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	if msg := secretTypeProblem(req); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	return b.Backend.HandleRequest(ctx, req)
+}
+
+// HandleExistenceCheck runs before HandleRequest, and Vault logs its error. With a secret field of the wrong type,
+// the check is answered without that field (it only reads storage); HandleRequest then refuses the request.
+func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
+	if secretTypeProblem(req) != "" {
+		data := req.Data
+		req.Data = nil
+		defer func() { req.Data = data }()
+	}
+	return b.Backend.HandleExistenceCheck(ctx, req)
+}
+
+// secretTypeProblem names the first secret field of req that is not a string, and its type.
+func secretTypeProblem(req *logical.Request) string {
+	for _, field := range secretFields[req.Path] {
+		v, ok := req.Data[field]
+		if !ok {
+			continue
+		}
+		switch reflect.ValueOf(v).Kind() {
+		case reflect.Slice, reflect.Array, reflect.Map, reflect.Struct:
+			return fmt.Sprintf("%s must be a string, not %s: send it as one string (with the CLI, %s=@file)", field, typeName(v), field)
+		}
+	}
+	return ""
+}
+
 // invalidate drops what was built from a storage entry that another node changed.
 func (b *backend) invalidate(_ context.Context, key string) {
-	if key == configStoragePath {
+	switch {
+	case key == configStoragePath:
 		b.reset()
+	case strings.HasPrefix(key, revocationTargetPrefix):
+		b.lock.Lock()
+		clear(b.revokers)
+		b.lock.Unlock()
 	}
 	b.roles.invalidate(key)
 }
 
-// reset forgets the cached client, revocation clients and installation IDs.
+// reset forgets the client built from the config, and with it the JWT and installation IDs learned through it.
 func (b *backend) reset() {
 	b.lock.Lock()
 	defer b.lock.Unlock()
 	b.resetLocked()
 }
 
-// The replaced client stays on as the revocation client for its base URL: it knows the CA bundle and proxy that
-// reach that GitHub, which leases minted there still need after the config moved elsewhere or was deleted.
 func (b *backend) resetLocked() {
 	if b.client != nil {
-		if old, ok := b.revoker[b.client.BaseURL()]; ok {
-			old.CloseIdleConnections()
-		}
-		b.revoker[b.client.BaseURL()] = b.client
+		b.client.CloseIdleConnections()
 	}
-	b.client, b.config = nil, nil
-	b.installations.clear()
+	b.client = nil
 }
 
-// getClient returns the client for the stored config, building it on first use. It returns (nil, nil, nil) when
-// no config is stored.
-func (b *backend) getClient(ctx context.Context, s logical.Storage) (*github.Client, *githubConfig, error) {
+// getClient returns the client for the stored config, building it on first use; nil when no config is stored.
+func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient, error) {
 	b.lock.RLock()
-	c, cfg := b.client, b.config
+	c := b.client
 	b.lock.RUnlock()
 	if c != nil {
-		return c, cfg, nil
-	}
-
-	b.lock.Lock()
-	defer b.lock.Unlock()
-	if b.client != nil {
-		return b.client, b.config, nil
-	}
-	cfg, err := getConfig(ctx, s)
-	if err != nil || cfg == nil {
-		return nil, nil, err
-	}
-	c, err = b.newClient(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	b.client, b.config = c, cfg
-	return c, cfg, nil
-}
-
-// revocationClient returns a client able to revoke tokens minted at baseURL: the configured client when it talks
-// to that URL (it knows the CA bundle and proxy), else the last client used with that URL, else a plain one kept per
-// URL, so that leases can be revoked after the config was deleted or moved to another GitHub.
-func (b *backend) revocationClient(ctx context.Context, s logical.Storage, baseURL string) (*github.Client, error) {
-	c, _, err := b.getClient(ctx, s)
-	if err != nil {
-		b.Logger().Warn("config unreadable; revoking without it", "error", err)
-	}
-	if c != nil && c.BaseURL() == baseURL {
 		return c, nil
 	}
 
 	b.lock.Lock()
 	defer b.lock.Unlock()
-	if rc, ok := b.revoker[baseURL]; ok {
-		return rc, nil
+	if b.client != nil {
+		return b.client, nil
 	}
-	opts := github.Options{
-		BaseURL:   baseURL,
-		UserAgent: userAgent(),
-		Logger:    b.Logger().Named("github"),
-		Now:       b.now,
+	cfg, err := getConfig(ctx, s)
+	if err != nil || cfg == nil {
+		return nil, err
 	}
-	if b.clientOptions != nil {
-		b.clientOptions(&opts)
-	}
-	rc, err := github.NewClient(opts)
+	gh, err := b.newClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("building a revocation client for %s: %w", baseURL, err)
+		return nil, err
 	}
-	b.revoker[baseURL] = rc
-	return rc, nil
+	b.client = &appClient{Client: gh, installations: newInstallationCache()}
+	return b.client, nil
 }
 
 // newClient builds a GitHub client from a config.
@@ -194,10 +204,15 @@ func (b *backend) newClient(cfg *githubConfig) (*github.Client, error) {
 		CACertificate:  cfg.CACertificate,
 		ProxyURL:       cfg.ProxyURL,
 		RequestTimeout: cfg.RequestTimeout,
-		UserAgent:      userAgent(),
-		Logger:         b.Logger().Named("github"),
-		Now:            b.now,
 	}
+	return b.buildClient(opts)
+}
+
+// buildClient completes options with what every client of this backend shares.
+func (b *backend) buildClient(opts github.Options) (*github.Client, error) {
+	opts.UserAgent = userAgent()
+	opts.Logger = b.Logger().Named("github")
+	opts.Now = b.now
 	if b.clientOptions != nil {
 		b.clientOptions(&opts)
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,8 @@ import (
 const (
 	testAppID       = 1001
 	testClientID    = "Iv23liTESTAPP00001"
+	otherAppID      = 1002 // a second App, whose key is otherKey
+	otherClientID   = "Iv23liOTHERAPP0002"
 	testOrgInstall  = 2001
 	testUserInstall = 2002
 	testSuspended   = 2003
@@ -55,7 +58,10 @@ func testKeys(t testing.TB) {
 
 func testFixture() fakegithub.Fixture {
 	return fakegithub.Fixture{
-		Apps: []fakegithub.App{{ID: testAppID, ClientID: testClientID, Slug: "vault-test", Name: "Vault Test", Owner: "acme"}},
+		Apps: []fakegithub.App{
+			{ID: testAppID, ClientID: testClientID, Slug: "vault-test", Name: "Vault Test", Owner: "acme"},
+			{ID: otherAppID, ClientID: otherClientID, Slug: "other-app", Name: "Other App", Owner: "globex"},
+		},
 		Installations: []fakegithub.Installation{
 			{
 				ID: testOrgInstall, AppID: testAppID, Account: "acme", AccountType: "Organization",
@@ -120,33 +126,61 @@ type testEnv struct {
 // e.b directly.
 func newTestEnv(tb testing.TB) *testEnv {
 	tb.Helper()
-	testKeys(tb)
-	gh, err := fakegithub.New(testFixture())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := gh.AddPublicKey(testAppID, &testKey.PublicKey); err != nil {
-		tb.Fatal(err)
-	}
-	srv := httptest.NewServer(gh)
-	tb.Cleanup(srv.Close)
-
+	gh, srv := newEmulator(tb, testFixture())
 	logs := &syncBuffer{}
 	sys := &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
 	t, _ := tb.(*testing.T)
 	e := &testEnv{t: t, gh: gh, srv: srv, logs: logs, sys: sys, storage: &logical.InmemStorage{}}
+	e.b = e.newBackend(tb)
+	return e
+}
+
+// newEmulator starts an emulator serving fixture, with testKey registered for the App testAppID and otherKey for
+// otherAppID when the fixture has them.
+func newEmulator(tb testing.TB, fixture fakegithub.Fixture) (*fakegithub.Server, *httptest.Server) {
+	tb.Helper()
+	testKeys(tb)
+	gh, err := fakegithub.New(fixture)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, a := range fixture.Apps {
+		key := &testKey.PublicKey
+		if a.ID == otherAppID {
+			key = &otherKey.PublicKey
+		}
+		if err := gh.AddPublicKey(a.ID, key); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(gh)
+	tb.Cleanup(srv.Close)
+	return gh, srv
+}
+
+// newBackend builds a backend on the environment's storage, log and system view, as Vault does when it loads the
+// plugin.
+func (e *testEnv) newBackend(tb testing.TB) *backend {
+	tb.Helper()
 	conf := &logical.BackendConfig{
-		Logger:      hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs}),
-		System:      sys,
+		Logger:      hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: e.logs}),
+		System:      e.sys,
 		StorageView: e.storage,
 	}
 	b, err := Factory(context.Background(), conf)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e.b = b.(*backend)
-	tb.Cleanup(func() { e.b.Cleanup(context.Background()) })
-	return e
+	tb.Cleanup(func() { b.Cleanup(context.Background()) })
+	return b.(*backend)
+}
+
+// restart replaces the backend by a new one on the same storage: what a plugin restart does. Nothing kept in memory
+// survives it.
+func (e *testEnv) restart() {
+	e.t.Helper()
+	e.b.Cleanup(context.Background())
+	e.b = e.newBackend(e.t)
 }
 
 // configure writes a verified config for the fixture App.
@@ -202,8 +236,11 @@ func (e *testEnv) mint(role string) *logical.Response {
 	e.t.Helper()
 	resp, err := e.do(logical.ReadOperation, "token/"+role, nil)
 	mustOK(e.t, resp, err)
-	if resp == nil || resp.Secret == nil || resp.Data["token"] == "" {
-		e.t.Fatalf("token/%s: no token in %#v", role, resp)
+	if resp == nil || resp.Secret == nil {
+		e.t.Fatalf("token/%s: no lease in %#v", role, resp)
+	}
+	if tok, _ := resp.Data["token"].(string); tok == "" {
+		e.t.Fatalf("token/%s: no token in the answer (keys %v)", role, sortedKeys(resp.Data))
 	}
 	return resp
 }
@@ -279,12 +316,21 @@ func wantContains(t *testing.T, got string, wants ...string) {
 }
 
 func TestBackendVersionAndPaths(t *testing.T) {
+	// The version the build stamps into Version (-ldflags -X) is what the backend reports to Vault.
+	defer func(v string) { Version = v }(Version)
+	Version = "v9.8.7-test"
 	e := newTestEnv(t)
+	if got := e.b.PluginVersion().Version; got != "v9.8.7-test" {
+		t.Fatalf("PluginVersion = %q, want the stamped v9.8.7-test", got)
+	}
+	if ua := userAgent(); ua != "vault-plugin-secrets-github-app/v9.8.7-test" {
+		t.Fatalf("User-Agent %q does not carry the version", ua)
+	}
 	if e.b.Type() != logical.TypeLogical {
 		t.Fatalf("backend type %v", e.b.Type())
 	}
-	if got := e.b.SpecialPaths().SealWrapStorage; len(got) != 1 || got[0] != "config" {
-		t.Fatalf("SealWrapStorage = %v, want [config]", got)
+	if got := e.b.SpecialPaths().SealWrapStorage; !slices.Equal(got, []string{"config", "revocation/"}) {
+		t.Fatalf("SealWrapStorage = %v, want [config revocation/]", got)
 	}
 	for _, p := range e.b.Paths {
 		if p.HelpSynopsis == "" || p.HelpDescription == "" {
@@ -334,5 +380,43 @@ func TestInvalidateConfigDropsClient(t *testing.T) {
 	resp := e.mint("ci")
 	if got := resp.Secret.InternalData["base_url"]; got != cfg.BaseURL {
 		t.Fatalf("mint used base URL %v, want the new %v", got, cfg.BaseURL)
+	}
+}
+
+// TestInstallationCacheTiedToClient (issue 8, finding 9): an owner lookup made through the client of a replaced
+// config must not be remembered for the new one, where the same installation ID may name another account.
+func TestInstallationCacheTiedToClient(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.role("ci", map[string]any{"owner": "acme"})
+	r, err := getRole(t.Context(), e.storage, "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := e.b.getClient(t.Context(), e.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Another GitHub with the same App, where installation 2001 belongs to globex and acme's is 7001.
+	const acmeThere = 7001
+	_, srv2 := newEmulator(t, fakegithub.Fixture{
+		Apps: []fakegithub.App{{ID: testAppID, ClientID: testClientID, Slug: "vault-test", Name: "Vault Test", Owner: "acme"}},
+		Installations: []fakegithub.Installation{
+			{ID: testOrgInstall, AppID: testAppID, Account: "globex", AccountType: "Organization", RepositorySelection: "all",
+				Repositories: []fakegithub.Repository{{ID: 8001, Name: "secret-plans"}}, Permissions: map[string]string{"contents": "write"}},
+			{ID: acmeThere, AppID: testAppID, Account: "acme", AccountType: "Organization", RepositorySelection: "all",
+				Repositories: []fakegithub.Repository{{ID: 8002, Name: "api"}}, Permissions: map[string]string{"contents": "write"}},
+		},
+	})
+	resp, err := e.do(logical.UpdateOperation, "config", map[string]any{"base_url": srv2.URL, "private_key": testKeyPEM})
+	mustOK(t, resp, err)
+
+	// A mint that started before the config change finishes its lookup with the old client.
+	if _, err := e.b.installation(t.Context(), e.storage, old, "ci", r, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.mint("ci").Data["installation_id"]; got != int64(acmeThere) {
+		t.Fatalf("a token of owner acme came from installation %v, want %d", got, acmeThere)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -125,21 +126,43 @@ func benchEnv(b *testing.B, wrap func(http.RoundTripper) http.RoundTripper) *ben
 }
 
 func benchDo(b *testing.B, h *benchHarness, op logical.Operation, path string, data map[string]any) *logical.Response {
-	req := &logical.Request{Operation: op, Path: path, Data: data, Storage: h.storage}
-	resp, err := h.b.HandleRequest(context.Background(), req)
+	resp, err := tryDo(h, op, path, data)
 	if err != nil {
-		b.Fatalf("%s %s: %v", op, path, err)
-	}
-	if resp != nil && resp.IsError() {
-		b.Fatalf("%s %s: %v", op, path, resp.Error())
+		b.Fatal(err)
 	}
 	return resp
 }
 
+// tryDo runs a request and returns its failure as an error. Benchmark code that runs in RunParallel's goroutines
+// reports with b.Error, since b.Fatal may only be called from the benchmark's own goroutine.
+func tryDo(h *benchHarness, op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
+	req := &logical.Request{Operation: op, Path: path, Data: data, Storage: h.storage}
+	resp, err := h.b.HandleRequest(context.Background(), req)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%s %s: %w", op, path, err)
+	case resp != nil && resp.IsError():
+		return nil, fmt.Errorf("%s %s: %w", op, path, resp.Error())
+	}
+	return resp, nil
+}
+
+// tryMint mints a token of the benchmark role and checks that one came back.
+func tryMint(h *benchHarness) (*logical.Response, error) {
+	resp, err := tryDo(h, logical.ReadOperation, "token/"+benchRole, nil)
+	if err != nil {
+		return nil, err
+	}
+	if tok, _ := resp.Data["token"].(string); resp.Secret == nil || tok == "" {
+		return nil, fmt.Errorf("token/%s: no token in the answer", benchRole)
+	}
+	return resp, nil
+}
+
 func benchMint(b *testing.B, h *benchHarness) *logical.Response {
-	resp := benchDo(b, h, logical.ReadOperation, "token/"+benchRole, nil)
-	if resp == nil || resp.Secret == nil || resp.Data["token"] == "" {
-		b.Fatalf("token/%s: no token", benchRole)
+	resp, err := tryMint(h)
+	if err != nil {
+		b.Fatal(err)
 	}
 	return resp
 }
@@ -189,7 +212,10 @@ func BenchmarkMintParallel(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			benchMint(b, h)
+			if _, err := tryMint(h); err != nil {
+				b.Error(err)
+				return
+			}
 		}
 	})
 	b.StopTimer()

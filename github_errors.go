@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -11,43 +12,85 @@ import (
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
+// operation is what the engine was doing when a GitHub call failed; advice depends on it.
+type operation int
+
+const (
+	opAny    operation = iota // in adviceTable: every operation
+	opVerify                  // a config write's GET /app: every failure is the operator's to fix (400)
+	opLookup                  // finding an owner's installation
+	opMint                    // creating a token
+	opList                    // listing installations
+)
+
+// adviceTable maps a failed GitHub call to the status Vault returns and what to check. The first row whose kind,
+// operation and message fragment match wins. In check, {issuer}, {fingerprint} and {owner} are replaced by the
+// values of the call (adviceArgs).
+var adviceTable = []struct {
+	kind   github.Kind
+	op     operation
+	match  string // a fragment of GitHub's message; "" matches any
+	status int
+	check  string
+}{
+	{github.KindBadCredentials, opVerify, "", http.StatusBadRequest,
+		"check that {issuer} is the App's and that private_key is one of its active keys; fingerprint {fingerprint}"},
+	{github.KindBadCredentials, opAny, "", http.StatusBadGateway,
+		"GitHub refused the App's credentials: check app_id, client_id and private_key at config " +
+			"(the key may have been deleted from the App on GitHub)"},
+	{github.KindUnavailable, opVerify, "", http.StatusBadRequest,
+		"check base_url, proxy_url, ca_certificate and the network from Vault to GitHub"},
+	{github.KindUnavailable, opAny, "", http.StatusBadGateway,
+		"GitHub could not be reached or failed: check base_url, proxy_url, ca_certificate and https://www.githubstatus.com"},
+	{github.KindNotFound, opVerify, "", http.StatusBadRequest,
+		"check base_url: GitHub Enterprise Server needs https://HOST/api/v3"},
+	{github.KindNotFound, opLookup, "", http.StatusNotFound,
+		"check that the App is installed on {owner} (LIST installations shows where it is)"},
+	{github.KindNotFound, opMint, "", http.StatusNotFound,
+		"check the role's installation_id (LIST installations shows the App's installations)"},
+	{github.KindNotFound, opAny, "", http.StatusNotFound, "check the installation and repositories of the role"},
+	{github.KindSuspended, opAny, "", http.StatusForbidden,
+		"the installation is suspended: an owner of the account must unsuspend it on GitHub"},
+	{github.KindForbidden, opVerify, "", http.StatusBadRequest, "check the App's settings and any IP allow list"},
+	{github.KindForbidden, opAny, "", http.StatusForbidden,
+		"GitHub refused the call: check the App's permissions and any IP allow list"},
+	{github.KindValidation, opMint, "repository", http.StatusBadRequest,
+		"check the role's repositories and repository_ids against what the installation can reach"},
+	{github.KindValidation, opMint, "permissions", http.StatusBadRequest,
+		"check the role's permissions against those granted to the installation in the App's settings"},
+	{github.KindValidation, opAny, "", http.StatusBadRequest, ""},
+	{github.KindRateLimited, opAny, "", http.StatusTooManyRequests, "GitHub's rate limit for the App is exhausted"},
+	{github.KindOther, opVerify, "", http.StatusBadRequest, ""},
+	{github.KindOther, opAny, "", http.StatusBadGateway, ""},
+}
+
+// adviceArgs are the values the advice of a failed call may name.
+type adviceArgs struct {
+	issuer, fingerprint, owner string
+}
+
 // githubError turns a failed GitHub call into an error that carries a fitting HTTP status through Vault: what was
-// being done, what GitHub said, and what to check. hint, when not empty, replaces the generic advice.
-func githubError(err error, doing, hint string) error {
+// being done, what GitHub said, and what to check.
+func githubError(err error, op operation, doing string, args adviceArgs) error {
 	var gerr *github.Error
 	if !errors.As(err, &gerr) {
 		return fmt.Errorf("%s: %w", doing, err)
 	}
-	status, advice := http.StatusBadGateway, ""
-	switch gerr.Kind {
-	case github.KindBadCredentials:
-		advice = "GitHub refused the App's credentials: check app_id, client_id and private_key at config " +
-			"(the key may have been deleted from the App on GitHub)"
-	case github.KindNotFound:
-		status, advice = http.StatusNotFound, "check the installation and repositories of the role"
-	case github.KindSuspended:
-		status, advice = http.StatusForbidden, "the installation is suspended: an owner of the account must "+
-			"unsuspend it on GitHub"
-	case github.KindForbidden:
-		status, advice = http.StatusForbidden, "GitHub refused the call: check the App's permissions and any IP allow list"
-	case github.KindValidation:
-		status = http.StatusBadRequest
-	case github.KindRateLimited:
-		status = http.StatusTooManyRequests
-		advice = "GitHub's rate limit for the App is exhausted"
-		if gerr.RetryAfter > 0 {
-			advice += fmt.Sprintf(": retry after %s", gerr.RetryAfter.Round(time.Second))
+	status, check := http.StatusBadGateway, ""
+	for _, row := range adviceTable {
+		if row.kind == gerr.Kind && (row.op == opAny || row.op == op) && strings.Contains(gerr.Message, row.match) {
+			status, check = row.status, row.check
+			break
 		}
-	case github.KindUnavailable:
-		advice = "GitHub could not be reached or failed: check base_url, proxy_url, ca_certificate and " +
-			"https://www.githubstatus.com"
 	}
-	if hint != "" {
-		advice = hint
+	check = strings.NewReplacer("{issuer}", args.issuer, "{fingerprint}", args.fingerprint,
+		"{owner}", fmt.Sprintf("%q", args.owner)).Replace(check)
+	if gerr.Kind == github.KindRateLimited && gerr.RetryAfter > 0 {
+		check += fmt.Sprintf(": retry after %s", gerr.RetryAfter.Round(time.Second))
 	}
 	msg := fmt.Sprintf("%s: %s", doing, describe(gerr))
-	if advice != "" {
-		msg += " (" + advice + ")"
+	if check != "" {
+		msg += " (" + check + ")"
 	}
 	return logical.CodedError(status, msg)
 }

@@ -13,65 +13,82 @@ import (
 // the App a moment later is not kept waiting, but long enough that a burst of reads costs one lookup.
 const notFoundTTL = 5 * time.Second
 
-// installationCache maps owner logins (case-folded, as GitHub matches them) to installation IDs, so that a mint for
-// an owner-bound role costs one GitHub call, not two or three.
-type installationCache struct {
-	mu      sync.Mutex
-	entries map[string]installationEntry
-	// gen changes on clear, so that a lookup made with a replaced config does not land in the new cache.
-	gen uint64
+// installation is what a mint needs to know of an installation: its ID and the GitHub account it is on (0 until
+// known).
+type installation struct {
+	id        int64
+	accountID int64
 }
 
-type installationEntry struct {
-	id       int64
+// installationCache remembers what one config's client learned of installations: owner logins (case-folded, as
+// GitHub matches them) to installations, so that a mint for an owner-bound role costs one GitHub call, not two or
+// three; and installation IDs to accounts, for the over-grant check of installation-bound roles. It belongs to one
+// appClient and is dropped with it.
+type installationCache struct {
+	mu       sync.Mutex
+	owners   map[string]ownerEntry
+	accounts map[int64]int64
+}
+
+type ownerEntry struct {
+	in       installation
 	err      error     // a remembered "not found"
 	negUntil time.Time // when err is forgotten
 }
 
 func newInstallationCache() *installationCache {
-	return &installationCache{entries: map[string]installationEntry{}}
+	return &installationCache{owners: map[string]ownerEntry{}, accounts: map[int64]int64{}}
 }
 
-// resolve returns the installation ID of owner, asking GitHub when it is not cached.
-func (c *installationCache) resolve(ctx context.Context, gh *github.Client, owner string, now time.Time) (int64, error) {
+// byOwner returns the installation on owner's account, asking GitHub when it is not cached.
+func (c *installationCache) byOwner(ctx context.Context, gh *github.Client, owner string, now time.Time) (installation, error) {
 	key := strings.ToLower(owner)
 	c.mu.Lock()
-	e, ok := c.entries[key]
-	gen := c.gen
+	e, ok := c.owners[key]
 	c.mu.Unlock()
 	switch {
 	case ok && e.err == nil:
-		return e.id, nil
+		return e.in, nil
 	case ok && now.Before(e.negUntil):
-		return 0, e.err
+		return installation{}, e.err
 	}
 
-	in, err := gh.FindInstallation(ctx, owner)
+	found, err := gh.FindInstallation(ctx, owner)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	stale := gen != c.gen
 	switch {
 	case err == nil:
-		if !stale {
-			c.entries[key] = installationEntry{id: in.ID}
-		}
-		return in.ID, nil
-	case github.KindOf(err) == github.KindNotFound && !stale:
-		c.entries[key] = installationEntry{err: err, negUntil: now.Add(notFoundTTL)}
+		in := installation{id: found.ID, accountID: found.Account.ID}
+		c.owners[key] = ownerEntry{in: in}
+		c.accounts[in.id] = in.accountID
+		return in, nil
+	case github.KindOf(err) == github.KindNotFound:
+		c.owners[key] = ownerEntry{err: err, negUntil: now.Add(notFoundTTL)}
 	}
-	return 0, err
+	return installation{}, err
+}
+
+// account returns the ID of the account an installation is on, asking GitHub when it is not cached.
+func (c *installationCache) account(ctx context.Context, gh *github.Client, installationID int64) (int64, error) {
+	c.mu.Lock()
+	id, ok := c.accounts[installationID]
+	c.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	in, err := gh.Installation(ctx, installationID)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.accounts[installationID] = in.Account.ID
+	return in.Account.ID, nil
 }
 
 // forget drops an owner's entry, for when GitHub says its installation is gone or refuses it.
 func (c *installationCache) forget(owner string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.entries, strings.ToLower(owner))
-}
-
-func (c *installationCache) clear() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	clear(c.entries)
-	c.gen++
+	delete(c.owners, strings.ToLower(owner))
 }

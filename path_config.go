@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"regexp"
 	"strings"
@@ -31,16 +32,28 @@ var clientIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$`)
 
 // githubConfig is the stored config. PrivateKey is the PEM as written; the storage entry is seal-wrapped.
 type githubConfig struct {
-	AppID          int64         `json:"app_id,omitempty"`
-	ClientID       string        `json:"client_id,omitempty"`
-	PrivateKey     string        `json:"private_key"`
-	BaseURL        string        `json:"base_url"`
-	CACertificate  string        `json:"ca_certificate,omitempty"`
-	ProxyURL       string        `json:"proxy_url,omitempty"`
-	RequestTimeout time.Duration `json:"request_timeout"`
-	Fingerprint    string        `json:"private_key_fingerprint"`
-	AppSlug        string        `json:"app_slug,omitempty"`
-	AppName        string        `json:"app_name,omitempty"`
+	AppID int64 `json:"app_id,omitempty"`
+	// AppIDLearned marks an App ID learned from GitHub rather than written by the operator: it is not held against
+	// a new client_id, which may name another App.
+	AppIDLearned      bool          `json:"app_id_learned,omitempty"`
+	ClientID          string        `json:"client_id,omitempty"`
+	PrivateKey        string        `json:"private_key"`
+	BaseURL           string        `json:"base_url"`
+	AllowInsecureHTTP bool          `json:"allow_insecure_http,omitempty"`
+	CACertificate     string        `json:"ca_certificate,omitempty"`
+	ProxyURL          string        `json:"proxy_url,omitempty"`
+	RequestTimeout    time.Duration `json:"request_timeout"`
+	Fingerprint       string        `json:"private_key_fingerprint"`
+	AppSlug           string        `json:"app_slug,omitempty"`
+	AppName           string        `json:"app_name,omitempty"`
+}
+
+// issuer names what the JWT's issuer is, for messages.
+func (c *githubConfig) issuer() string {
+	if c.ClientID != "" {
+		return fmt.Sprintf("client_id %q", c.ClientID)
+	}
+	return fmt.Sprintf("app_id %d", c.AppID)
 }
 
 const (
@@ -54,6 +67,9 @@ To rotate the key: generate a new key in the App's settings on GitHub, write it 
 GitHub. GitHub accepts several keys at once, so no token request fails in between.
 
 For GitHub Enterprise Server, set base_url to https://HOST/api/v3 and, with a private CA, ca_certificate.
+
+The stored key is only used toward the destination it was saved with: a write that changes base_url, proxy_url or
+ca_certificate must give private_key too.
 `
 )
 
@@ -89,21 +105,28 @@ func pathConfig(b *backend) *framework.Path {
 			"base_url": {
 				Type:        framework.TypeString,
 				Default:     github.DefaultBaseURL,
-				Description: "The GitHub API's base URL: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server. A trailing slash is optional.",
+				Description: "The GitHub API's base URL: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server. A trailing slash is optional. Only https:// is accepted, except on a loopback host or with allow_insecure_http. Changing it requires private_key in the same write.",
 				DisplayAttrs: &framework.DisplayAttributes{
 					Name: "Base URL",
 				},
 			},
+			"allow_insecure_http": {
+				Type:        framework.TypeBool,
+				Description: "Whether to accept an http:// base_url on a host other than a loopback address. The App JWT and every token then travel in cleartext; use it only on a network you trust.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name: "Allow insecure HTTP",
+				},
+			},
 			"ca_certificate": {
 				Type:        framework.TypeString,
-				Description: "A PEM bundle of CA certificates to trust for TLS to GitHub, for GitHub Enterprise Server behind a private CA. When set, only these CAs are trusted.",
+				Description: "A PEM bundle of CA certificates to trust for TLS to GitHub, for GitHub Enterprise Server behind a private CA. When set, only these CAs are trusted. Changing it requires private_key in the same write.",
 				DisplayAttrs: &framework.DisplayAttributes{
 					Name: "CA certificate",
 				},
 			},
 			"proxy_url": {
 				Type:        framework.TypeString,
-				Description: "An HTTP(S) proxy for calls to GitHub. When unset, the standard proxy environment variables of the Vault server apply.",
+				Description: "An HTTP(S) proxy for calls to GitHub. When unset, the standard proxy environment variables of the Vault server apply. Changing it requires private_key in the same write.",
 				DisplayAttrs: &framework.DisplayAttributes{
 					Name: "Proxy URL",
 				},
@@ -175,6 +198,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"app_id":                  cfg.AppID,
 		"client_id":               cfg.ClientID,
 		"base_url":                cfg.BaseURL,
+		"allow_insecure_http":     cfg.AllowInsecureHTTP,
 		"ca_certificate":          cfg.CACertificate,
 		"proxy_url":               redactURL(cfg.ProxyURL),
 		"request_timeout":         int64(cfg.RequestTimeout.Seconds()),
@@ -200,55 +224,84 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		c := *old
 		cfg = &c
 	}
-
-	if problems := applyConfigFields(cfg, d); len(problems) > 0 {
-		return logical.ErrorResponse(strings.Join(problems, "; ")), nil
+	problems := applyConfigFields(cfg, d)
+	if _, keyGiven := d.GetOk("private_key"); !keyGiven {
+		problems = append(problems, movedDestination(old, cfg)...)
 	}
-	identityChanged := old == nil || old.AppID != cfg.AppID || old.ClientID != cfg.ClientID ||
-		old.PrivateKey != cfg.PrivateKey || old.BaseURL != cfg.BaseURL
-
-	client, err := b.newClient(cfg)
-	if err != nil {
-		return logical.ErrorResponse("invalid config: %s", err), nil
+	if len(problems) > 0 {
+		return logical.ErrorResponse(strings.Join(problems, "; ")), nil
 	}
 
 	resp := &logical.Response{}
+	if cfg.insecure() {
+		resp.AddWarning(fmt.Sprintf("allow_insecure_http: base_url %q is not https://: the App JWT and every token "+
+			"travel to it in cleartext", cfg.BaseURL))
+	}
 	if d.Get("verify").(bool) {
-		vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
-		app, err := client.App(vctx)
-		cancel()
-		client.CloseIdleConnections()
-		if err != nil {
-			return logical.ErrorResponse("GitHub refused the config, nothing was saved: %s", describeVerifyError(err, cfg)), nil
+		if refusal := b.verify(ctx, cfg); refusal != "" {
+			return logical.ErrorResponse(refusal), nil
 		}
-		if cfg.AppID != 0 && app.ID != cfg.AppID {
-			return logical.ErrorResponse("app_id %d does not match the App that client_id %q and the key authenticate "+
-				"as (ID %d, %q): correct app_id or leave it out; nothing was saved", cfg.AppID, cfg.ClientID, app.ID, app.Slug), nil
-		}
-		cfg.AppID, cfg.AppSlug, cfg.AppName = app.ID, app.Slug, app.Name
 	} else {
-		client.CloseIdleConnections()
-		if identityChanged {
+		if old == nil || old.ClientID != cfg.ClientID || old.AppID != cfg.AppID || old.PrivateKey != cfg.PrivateKey || old.BaseURL != cfg.BaseURL {
 			cfg.AppSlug, cfg.AppName = "", ""
 		}
 		resp.AddWarning("verify=false: the config was saved without asking GitHub whether it accepts it")
 	}
 
-	entry, err := logical.StorageEntryJSON(configStoragePath, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("encoding config: %w", err)
-	}
-	b.lock.Lock()
-	err = req.Storage.Put(ctx, entry)
-	b.resetLocked()
-	b.lock.Unlock()
-	if err != nil {
-		return nil, fmt.Errorf("storing config: %w", err)
+	if err := b.storeConfig(ctx, req.Storage, cfg); err != nil {
+		return nil, err
 	}
 	if len(resp.Warnings) == 0 {
 		return nil, nil
 	}
 	return resp, nil
+}
+
+// verify asks GitHub (GET /app) whether it accepts the config, and learns the App's ID, slug and name. It returns
+// why the config is refused, for the operator; "" when GitHub accepted it.
+func (b *backend) verify(ctx context.Context, cfg *githubConfig) string {
+	client, err := b.newClient(cfg)
+	if err != nil {
+		return "invalid config: " + err.Error()
+	}
+	defer client.CloseIdleConnections()
+	vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
+	defer cancel()
+	app, err := client.App(vctx)
+	if err != nil {
+		doing := fmt.Sprintf("GitHub refused the config at %s, nothing was saved", cfg.BaseURL)
+		return githubError(err, opVerify, doing, adviceArgs{issuer: cfg.issuer(), fingerprint: cfg.Fingerprint}).Error()
+	}
+	// An App ID the operator wrote must be the App's; one learned from GitHub before belongs to the previous
+	// identity and is replaced.
+	if cfg.AppID != 0 && !cfg.AppIDLearned && app.ID != cfg.AppID {
+		return fmt.Sprintf("app_id %d does not match the App that %s and the key authenticate as (ID %d, %q): "+
+			"correct app_id or leave it out; nothing was saved", cfg.AppID, cfg.issuer(), app.ID, app.Slug)
+	}
+	cfg.AppIDLearned = cfg.AppIDLearned || cfg.AppID == 0
+	cfg.AppID, cfg.AppSlug, cfg.AppName = app.ID, app.Slug, app.Name
+	return ""
+}
+
+// storeConfig saves a config with its revocation target and replaces the client. The target is written first: an
+// extra target is harmless, a config whose tokens could not be revoked after a restart is not.
+func (b *backend) storeConfig(ctx context.Context, s logical.Storage, cfg *githubConfig) error {
+	if err := putRevocationTarget(ctx, s, cfg); err != nil {
+		return err
+	}
+	entry, err := logical.StorageEntryJSON(configStoragePath, cfg)
+	if err != nil {
+		return fmt.Errorf("encoding config: %w", err)
+	}
+	b.lock.Lock()
+	defer b.lock.Unlock()
+	err = s.Put(ctx, entry)
+	b.resetLocked()
+	delete(b.revokers, cfg.BaseURL)
+	if err != nil {
+		return fmt.Errorf("storing config: %w", err)
+	}
+	return nil
 }
 
 func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -272,12 +325,16 @@ func applyConfigFields(cfg *githubConfig, d *framework.FieldData) []string {
 		if id < 0 {
 			problems = append(problems, fmt.Sprintf("app_id %d is invalid: expected the App's positive numeric ID, or 0 to unset it", id))
 		}
-		cfg.AppID = id
+		cfg.AppID, cfg.AppIDLearned = id, false
 	}
 	if v, ok := d.GetOk("client_id"); ok {
 		id := strings.TrimSpace(v.(string))
 		if id != "" && !clientIDPattern.MatchString(id) {
 			problems = append(problems, fmt.Sprintf("client_id %q is invalid: expected the App's client ID, such as Iv1.0123456789abcdef or Iv23li0123456789abcd", id))
+		}
+		// A new client ID may name another App: an App ID learned for the old one no longer holds.
+		if id != cfg.ClientID && cfg.AppIDLearned {
+			cfg.AppID, cfg.AppIDLearned = 0, false
 		}
 		cfg.ClientID = id
 	}
@@ -300,6 +357,13 @@ func applyConfigFields(cfg *githubConfig, d *framework.FieldData) []string {
 			problems = append(problems, err.Error())
 		}
 		cfg.BaseURL = u
+	}
+	if v, ok := d.GetOk("allow_insecure_http"); ok {
+		cfg.AllowInsecureHTTP = v.(bool)
+	}
+	if cfg.BaseURL != "" && !cfg.AllowInsecureHTTP && cfg.insecure() {
+		problems = append(problems, fmt.Sprintf("base_url %q is not https://: the App JWT and every token would travel "+
+			"in cleartext; use https://, or set allow_insecure_http=true on a network you trust", cfg.BaseURL))
 	}
 	if v, ok := d.GetOk("ca_certificate"); ok {
 		pemText := strings.TrimSpace(v.(string))
@@ -354,29 +418,42 @@ func checkCABundle(pemText string) error {
 	return nil
 }
 
-// describeVerifyError explains a failed GET /app in terms of what the operator wrote.
-func describeVerifyError(err error, cfg *githubConfig) string {
-	var gerr *github.Error
-	if !errors.As(err, &gerr) {
-		return err.Error()
+// movedDestination lists the fields of a write that change where the stored key would be used. Such a write must
+// carry the key: whoever may update config must not be able to make the engine sign an App JWT for a server of their
+// choosing without knowing the key.
+func movedDestination(old, cfg *githubConfig) []string {
+	if old == nil {
+		return nil
 	}
-	issuer := fmt.Sprintf("app_id %d", cfg.AppID)
-	if cfg.ClientID != "" {
-		issuer = fmt.Sprintf("client_id %q", cfg.ClientID)
+	var problems []string
+	for _, f := range []struct {
+		name     string
+		old, new string
+	}{
+		{"base_url", old.BaseURL, cfg.BaseURL},
+		{"proxy_url", old.ProxyURL, cfg.ProxyURL},
+		{"ca_certificate", old.CACertificate, cfg.CACertificate},
+	} {
+		if f.old != f.new {
+			problems = append(problems, fmt.Sprintf("%s changes where the App's key is used: give private_key in the "+
+				"same write (the stored key is only used toward the destination it was saved with)", f.name))
+		}
 	}
-	switch gerr.Kind {
-	case github.KindBadCredentials:
-		return fmt.Sprintf("%s (check that %s is the App's and that private_key is one of its active keys; fingerprint %s)",
-			gerr.Message, issuer, cfg.Fingerprint)
-	case github.KindUnavailable:
-		return fmt.Sprintf("%s at %s (check base_url, proxy_url, ca_certificate and the network from Vault to GitHub)",
-			describe(gerr), cfg.BaseURL)
-	case github.KindNotFound:
-		return fmt.Sprintf("%s at %s/app (check base_url: GitHub Enterprise Server needs https://HOST/api/v3)",
-			describe(gerr), cfg.BaseURL)
-	default:
-		return gerr.Error()
+	return problems
+}
+
+// insecure reports an http:// base URL on a host other than a loopback address (the emulator, tests).
+func (c *githubConfig) insecure() bool {
+	u, err := url.Parse(c.BaseURL)
+	if err != nil || u.Scheme != "http" {
+		return false
 	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }
 
 // redactURL hides a password in a proxy URL.

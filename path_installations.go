@@ -2,10 +2,13 @@ package githubapp
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
 const (
@@ -38,16 +41,16 @@ func pathInstallations(b *backend) *framework.Path {
 }
 
 func (b *backend) pathInstallationsList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	client, _, err := b.getClient(ctx, req.Storage)
+	client, err := b.getClient(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
 	if client == nil {
 		return logical.ErrorResponse("the engine is not configured: write the App's ID and private key to config first"), nil
 	}
-	list, err := client.Installations(ctx)
+	list, complete, err := client.Installations(ctx)
 	if err != nil {
-		return nil, githubError(err, "listing the App's installations", "")
+		return nil, githubError(err, opList, "listing the App's installations", adviceArgs{})
 	}
 	keys := make([]string, 0, len(list))
 	info := make(map[string]any, len(list))
@@ -60,5 +63,9 @@ func (b *backend) pathInstallationsList(ctx context.Context, req *logical.Reques
 			"suspended":            in.Suspended(),
 		}
 	}
-	return logical.ListResponseWithInfo(keys, info), nil
+	resp := logical.ListResponseWithInfo(keys, info)
+	if !complete {
+		resp.AddWarning(fmt.Sprintf("the list stops after %d installations (%d pages): GitHub announced more", len(list), github.MaxPages))
+	}
+	return resp, nil
 }

@@ -3,46 +3,47 @@ package githubapp
 import (
 	"context"
 	"fmt"
-	"regexp"
-	"slices"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
 const (
 	roleStoragePrefix = "roles/"
 
-	// maxRepositories is GitHub's limit on repositories (names and IDs together) in one token request.
-	maxRepositories = 500
 	// tokenLifetime is how long GitHub's installation tokens live.
 	tokenLifetime = time.Hour
 )
 
-var (
-	// GitHub logins: letters, digits and hyphens, at most 39 characters; Enterprise Managed Users add an
-	// underscore and a short code.
-	ownerPattern = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,98}[A-Za-z0-9_])?$`)
-	// Repository names: letters, digits, '.', '-' and '_', at most 100 characters.
-	repoNamePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
-	// Permission names as GitHub spells them: lower case words joined by underscores.
-	permissionNamePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$`)
-)
-
 // role is a stored role: the ceiling of what tokens minted for it may carry.
 type role struct {
-	InstallationID int64             `json:"installation_id,omitempty"`
-	Owner          string            `json:"owner,omitempty"`
-	Repositories   []string          `json:"repositories,omitempty"`
-	RepositoryIDs  []int64           `json:"repository_ids,omitempty"`
-	Permissions    map[string]string `json:"permissions,omitempty"`
-	TTL            time.Duration     `json:"ttl,omitempty"`
+	InstallationID int64  `json:"installation_id,omitempty"`
+	Owner          string `json:"owner,omitempty"`
+	// AccountID is the GitHub account Owner named when the role first minted. A login can be renamed and then
+	// taken by another account; a role never follows its login to another account without an operator's write.
+	AccountID     int64             `json:"account_id,omitempty"`
+	Repositories  []string          `json:"repositories,omitempty"`
+	RepositoryIDs []int64           `json:"repository_ids,omitempty"`
+	Permissions   map[string]string `json:"permissions,omitempty"`
+	TTL           time.Duration     `json:"ttl,omitempty"`
+}
+
+// limitsRepositories reports whether the role names repositories; without, its tokens reach every repository of
+// the installation.
+func (r *role) limitsRepositories() bool { return len(r.Repositories) > 0 || len(r.RepositoryIDs) > 0 }
+
+// repository finds name among the role's repositories as GitHub compares them (ignoring case). It returns the
+// role's spelling, and whether name is spelled exactly so; "" when the role does not hold it.
+func (r *role) repository(name string) (stored string, exact bool) {
+	for _, s := range r.Repositories {
+		if strings.EqualFold(s, name) {
+			return s, s == name
+		}
+	}
+	return "", false
 }
 
 const (
@@ -75,7 +76,7 @@ func roleFields() map[string]*framework.FieldSchema {
 		},
 		"owner": {
 			Type:        framework.TypeString,
-			Description: "The organization or user login the App is installed on; the installation is looked up at GitHub and cached. Exactly one of installation_id and owner is required.",
+			Description: "The organization or user login the App is installed on; the installation is looked up at GitHub and cached. The first mint pins the GitHub account the login names; writing owner again accepts a new account. Exactly one of installation_id and owner is required.",
 			DisplayAttrs: &framework.DisplayAttributes{
 				Name: "Owner",
 			},
@@ -211,7 +212,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 
 	resp := &logical.Response{}
 	if problems := applyRoleFields(r, d, resp); len(problems) > 0 {
-		return logical.ErrorResponse("role %q: %s", name, strings.Join(problems, "; ")), nil
+		return logical.ErrorResponse("role %q: %s", name, joinItems(problems)), nil
 	}
 	if len(r.Repositories) == 0 && len(r.RepositoryIDs) == 0 {
 		resp.AddWarning("repositories and repository_ids are empty: tokens from this role reach every repository the installation can reach")
@@ -226,14 +227,10 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		resp.AddWarning(fmt.Sprintf("ttl %s is longer than the mount's max TTL %s: leases will be capped to it", r.TTL, maxTTL))
 	}
 
-	entry, err := logical.StorageEntryJSON(roleStoragePrefix+name, r)
-	if err != nil {
-		return nil, fmt.Errorf("encoding role: %w", err)
-	}
-	err = req.Storage.Put(ctx, entry)
+	err = putRole(ctx, req.Storage, name, r)
 	b.roles.drop(name)
 	if err != nil {
-		return nil, fmt.Errorf("storing role: %w", err)
+		return nil, err
 	}
 	if len(resp.Warnings) == 0 {
 		return nil, nil
@@ -263,6 +260,10 @@ func applyRoleFields(r *role, d *framework.FieldData, resp *logical.Response) []
 			r.InstallationID = 0
 		}
 	}
+	// Writing the owner, even unchanged, is how an operator accepts the account the login names now.
+	if idGiven || ownerGiven {
+		r.AccountID = 0
+	}
 	switch {
 	case r.InstallationID < 0:
 		problems = append(problems, fmt.Sprintf("installation_id %d is invalid: expected a positive installation ID (see LIST installations)", r.InstallationID))
@@ -273,11 +274,17 @@ func applyRoleFields(r *role, d *framework.FieldData, resp *logical.Response) []
 	}
 
 	if v, ok := d.GetOk("repositories"); ok {
+		if n := len(v.([]string)); n > maxRepositories {
+			return append(problems, tooManyEntries("repositories", n).Error())
+		}
 		names, errs := normalizeRepositories(v.([]string), r.Owner)
 		problems = append(problems, errs...)
 		r.Repositories = names
 	}
 	if v, ok := d.GetOk("repository_ids"); ok {
+		if n := len(v.([]int)); n > maxRepositories {
+			return append(problems, tooManyEntries("repository_ids", n).Error())
+		}
 		ids, errs := normalizeRepositoryIDs(v.([]int))
 		problems = append(problems, errs...)
 		r.RepositoryIDs = ids
@@ -297,154 +304,11 @@ func applyRoleFields(r *role, d *framework.FieldData, resp *logical.Response) []
 		r.Permissions = perms
 	}
 
+	// The SDK refuses a negative ttl before the handler runs.
 	if v, ok := d.GetOk("ttl"); ok {
-		ttl := time.Duration(v.(int)) * time.Second
-		if ttl < 0 {
-			problems = append(problems, fmt.Sprintf("ttl %s is negative: expected a duration such as 15m, or 0 for the mount's default", ttl))
-		}
-		r.TTL = ttl
+		r.TTL = time.Duration(v.(int)) * time.Second
 	}
 	return problems
-}
-
-// normalizeRepositories validates repository names. "owner/name" is accepted when owner is the role's owner and
-// stored as "name"; names are de-duplicated case-insensitively, as GitHub compares them.
-func normalizeRepositories(in []string, roleOwner string) ([]string, []string) {
-	var out, problems []string
-	seen := map[string]bool{}
-	for _, raw := range in {
-		name := strings.TrimSpace(raw)
-		if name == "" {
-			continue
-		}
-		if o, n, ok := strings.Cut(name, "/"); ok {
-			switch {
-			case roleOwner == "":
-				problems = append(problems, fmt.Sprintf("repository %q has an owner: give the name alone (%q); "+
-					"owner/name is accepted only on roles bound by owner", name, n))
-				continue
-			case !strings.EqualFold(o, roleOwner):
-				problems = append(problems, fmt.Sprintf("repository %q belongs to %q, not to the role's owner %q: "+
-					"a token covers repositories of one installation only", name, o, roleOwner))
-				continue
-			}
-			name = n
-		}
-		if !repoNamePattern.MatchString(name) || name == "." || name == ".." {
-			problems = append(problems, fmt.Sprintf("repository %q is not a valid repository name: expected letters, digits, '.', '-' and '_', at most 100 characters", raw))
-			continue
-		}
-		if key := strings.ToLower(name); !seen[key] {
-			seen[key] = true
-			out = append(out, name)
-		}
-	}
-	return out, problems
-}
-
-func normalizeRepositoryIDs(in []int) ([]int64, []string) {
-	var out []int64
-	var problems []string
-	seen := map[int64]bool{}
-	for _, v := range in {
-		id := int64(v)
-		if id <= 0 {
-			problems = append(problems, fmt.Sprintf("repository_ids holds %d: expected positive repository IDs", id))
-			continue
-		}
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out, problems
-}
-
-// normalizePermissions checks names and levels against GitHub's documented table. Malformed names are errors with a
-// suggestion; well-formed names GitHub does not (yet) document are accepted with a warning.
-func normalizePermissions(in map[string]string) (map[string]string, []string, []string) {
-	var problems, warnings []string
-	out := make(map[string]string, len(in))
-	for _, name := range sortedKeys(in) {
-		level := strings.ToLower(strings.TrimSpace(in[name]))
-		if !permissionNamePattern.MatchString(name) {
-			msg := fmt.Sprintf("permission %q is not a valid name: GitHub's names are lower case words joined by underscores", name)
-			if s := suggestPermission(name); s != "" {
-				msg += fmt.Sprintf("; did you mean %q?", s)
-			}
-			problems = append(problems, msg)
-			continue
-		}
-		if github.LevelRank(level) == 0 {
-			problems = append(problems, fmt.Sprintf("permission %s has level %q: expected read, write or admin", name, in[name]))
-			continue
-		}
-		levels, known := github.PermissionLevels(name)
-		switch {
-		case !known:
-			warnings = append(warnings, fmt.Sprintf("permission %q is not in GitHub's published list known to this plugin; it is accepted as written, and GitHub will refuse it if it does not exist", name))
-		case !slices.Contains(levels, level):
-			problems = append(problems, fmt.Sprintf("permission %s does not accept level %q: GitHub allows %s", name, level, strings.Join(levels, ", ")))
-			continue
-		}
-		out[name] = level
-	}
-	return out, problems, warnings
-}
-
-// permissionsField reads the permissions field. Besides what Vault's key-value type takes (a JSON object, or a
-// list of name=level entries), it accepts one comma-separated string, the form that is easiest on the vault CLI:
-// permissions=contents=read,pull_requests=write. List entries are not split, so that a policy's
-// denied_parameters sees every entry as Vault splits it.
-func permissionsField(d *framework.FieldData) (map[string]string, bool, error) {
-	raw, ok := d.Raw["permissions"]
-	if !ok {
-		return nil, false, nil
-	}
-	var entries []string
-	switch v := raw.(type) {
-	case string:
-		entries = strings.Split(v, ",")
-	case []string:
-		entries = v
-	case []any:
-		for _, e := range v {
-			s, isString := e.(string)
-			if !isString {
-				return nil, false, fmt.Errorf("permissions entry %v is not a name=level string", e)
-			}
-			entries = append(entries, s)
-		}
-	default:
-		m, _, err := d.GetOkErr("permissions")
-		if err != nil {
-			return nil, false, fmt.Errorf("permissions: expected name=level pairs or an object of levels: %w", err)
-		}
-		return m.(map[string]string), true, nil
-	}
-	out := map[string]string{}
-	for _, e := range entries {
-		e = strings.TrimSpace(e)
-		if e == "" {
-			continue
-		}
-		name, level, found := strings.Cut(e, "=")
-		if !found || strings.TrimSpace(name) == "" {
-			return nil, false, fmt.Errorf("permissions entry %q is not name=level, such as contents=read", e)
-		}
-		out[strings.TrimSpace(name)] = strings.TrimSpace(level)
-	}
-	return out, true, nil
-}
-
-// suggestPermission turns "pull-requests" or "Pull_Requests" into "pull_requests" when that is a known name.
-func suggestPermission(name string) string {
-	s := strings.ToLower(strings.TrimSpace(name))
-	s = strings.NewReplacer("-", "_", " ", "_", ".", "_").Replace(s)
-	if _, ok := github.PermissionLevels(s); ok {
-		return s
-	}
-	return ""
 }
 
 func (r *role) toResponseData() map[string]any {
@@ -463,11 +327,24 @@ func (r *role) toResponseData() map[string]any {
 	return map[string]any{
 		"installation_id": r.InstallationID,
 		"owner":           r.Owner,
+		"account_id":      r.AccountID,
 		"repositories":    repos,
 		"repository_ids":  ids,
 		"permissions":     perms,
 		"ttl":             int64(r.TTL.Seconds()),
 	}
+}
+
+// putRole stores a role.
+func putRole(ctx context.Context, s logical.Storage, name string, r *role) error {
+	entry, err := logical.StorageEntryJSON(roleStoragePrefix+name, r)
+	if err != nil {
+		return fmt.Errorf("encoding role %q: %w", name, err)
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("storing role %q: %w", name, err)
+	}
+	return nil
 }
 
 // getRole reads a stored role; nil when there is none.
@@ -484,13 +361,4 @@ func getRole(ctx context.Context, s logical.Storage, name string) (*role, error)
 		return nil, fmt.Errorf("decoding role %q: %w", name, err)
 	}
 	return &r, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -24,7 +24,7 @@ func TestRoleValidation(t *testing.T) {
 		{"both bindings", map[string]any{"installation_id": 1, "owner": "acme"}, []string{"installation_id 1 and owner \"acme\" are both given"}},
 		{"negative installation", map[string]any{"installation_id": -1}, []string{"installation_id -1"}},
 		{"bad owner", map[string]any{"owner": "-acme-"}, []string{`owner "-acme-"`}},
-		{"501 repositories", map[string]any{"owner": "acme", "repositories": many}, []string{"501 repositories", "at most 500"}},
+		{"501 repositories", map[string]any{"owner": "acme", "repositories": many}, []string{"repositories has 501 entries", "at most 500"}},
 		{"500 names and 1 id", map[string]any{"owner": "acme", "repositories": many[:500], "repository_ids": []int{7}}, []string{"501 repositories"}},
 		{"bad repository name", map[string]any{"owner": "acme", "repositories": "api,we b"}, []string{`repository "we b"`}},
 		{"dot name", map[string]any{"owner": "acme", "repositories": ".."}, []string{`repository ".."`}},
@@ -92,7 +92,7 @@ func TestRoleLifecycle(t *testing.T) {
 		t.Fatalf("unexpected warnings: %v", resp.Warnings)
 	}
 	want := map[string]any{
-		"installation_id": int64(0), "owner": "acme",
+		"installation_id": int64(0), "owner": "acme", "account_id": int64(0),
 		"repositories": []string{"api", "web"}, "repository_ids": []int64{3003},
 		"permissions": map[string]string{"contents": "read", "pull_requests": "write"},
 		"ttl":         int64(900),

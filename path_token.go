@@ -1,10 +1,8 @@
 package githubapp
 
 import (
+	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -12,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
@@ -25,7 +24,10 @@ lease; when the lease ends (expiry or revocation) the token is revoked at GitHub
 
 Writing to token/<role> (which needs the update capability) asks for less than the role allows: a subset of its
 repositories, repository IDs and permissions (a permission's level may be lower), and a shorter ttl. Anything outside
-the role is refused with 403.
+the role is refused with 403. Each item must be spelled as Vault policies would name it: repository names as the role
+stores them (no owner prefix, same case), permissions as name=level with lower-case levels (a string or a list, not
+an object), repository IDs in decimal; other spellings are refused with 400 and the form to use. A read takes no
+parameters.
 `
 )
 
@@ -88,120 +90,115 @@ func pathToken(b *backend) *framework.Path {
 // overGrantRevokeTimeout bounds the revocation of a token GitHub granted more broadly than asked.
 const overGrantRevokeTimeout = 30 * time.Second
 
+// narrowingFields are the fields of a token write, which ask for less than the role.
+var narrowingFields = []string{"repositories", "repository_ids", "permissions", "ttl"}
+
 // tokenRequest is what one mint asks GitHub for, and the lease it goes under.
 type tokenRequest struct {
 	github.TokenRequest
 	ttl time.Duration
 }
 
-// pathTokenRead and pathTokenWrite are one handler: a read names no fields, so narrow gives the role's whole
-// scope; a write may ask for less.
-func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	return b.pathTokenWrite(ctx, req, d)
+// request is the role's whole scope.
+func (r *role) request() tokenRequest {
+	return tokenRequest{
+		TokenRequest: github.TokenRequest{Repositories: r.Repositories, RepositoryIDs: r.RepositoryIDs, Permissions: r.Permissions},
+		ttl:          r.TTL,
+	}
 }
 
+// refusal is why a token write is refused: malformed input (400) or items outside the role (403).
+type refusal struct {
+	malformed, denied []string
+}
+
+func (f *refusal) add(malformed, denied []string) {
+	f.malformed = append(f.malformed, malformed...)
+	f.denied = append(f.denied, denied...)
+}
+
+func (f *refusal) empty() bool { return len(f.malformed) == 0 && len(f.denied) == 0 }
+
+func (f *refusal) response(roleName string) (*logical.Response, error) {
+	if len(f.malformed) > 0 {
+		return logical.ErrorResponse("role %q: %s", roleName, joinItems(f.malformed)), nil
+	}
+	return nil, logical.CodedError(http.StatusForbidden, fmt.Sprintf("role %q does not allow: %s", roleName, joinItems(f.denied)))
+}
+
+// pathTokenRead mints a token with the role's whole scope. Narrowing is a write, governed by the update capability,
+// so a read with parameters is refused rather than narrowed quietly.
+func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("role").(string)
+	var given []string
+	for _, f := range narrowingFields {
+		if _, ok := d.Raw[f]; ok {
+			given = append(given, f)
+		}
+	}
+	if len(given) > 0 {
+		return logical.ErrorResponse("a read of token/%s mints the role's whole scope and takes no parameters (%s given): "+
+			"to ask for less, write them to the path (vault write %stoken/%s %s=...), which needs the update capability",
+			name, strings.Join(given, ", "), req.MountPoint, name, given[0]), nil
+	}
+	r, err := b.roles.get(ctx, req.Storage, name)
+	if err != nil || r == nil {
+		return noRole(name, err)
+	}
+	return b.mint(ctx, req.Storage, name, r, r.request())
+}
+
+// pathTokenWrite mints a token with what the write asks for, within the role.
 func (b *backend) pathTokenWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("role").(string)
 	r, err := b.roles.get(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
+	if err != nil || r == nil {
+		return noRole(name, err)
 	}
-	if r == nil {
-		return logical.ErrorResponse("role %q does not exist", name), nil
-	}
-	tr, problems, denied := narrow(r, d, b.System().DefaultLeaseTTL)
-	if len(problems) > 0 {
-		return logical.ErrorResponse("role %q: %s", name, strings.Join(problems, "; ")), nil
-	}
-	if len(denied) > 0 {
-		return nil, logical.CodedError(http.StatusForbidden,
-			fmt.Sprintf("role %q does not allow: %s", name, strings.Join(denied, "; ")))
+	tr, refused := narrow(r, d, b.System().DefaultLeaseTTL)
+	if refused != nil {
+		return refused.response(name)
 	}
 	return b.mint(ctx, req.Storage, name, r, tr)
 }
 
-// narrow builds the request of a write to token/<role>: what was asked where given, the role's scope where not.
-// problems are malformed input (400); denied lists each item outside the role (403). defaultTTL gives the mount's
-// default TTL, which is the role's TTL when the role sets none. It is called only when a write asks for a ttl and the
-// role sets none: from a plugin it is a gRPC round trip to Vault, which a plain read must not pay for.
-func narrow(r *role, d *framework.FieldData, defaultTTL func() time.Duration) (tokenRequest, []string, []string) {
-	tr := tokenRequest{
-		TokenRequest: github.TokenRequest{Repositories: r.Repositories, RepositoryIDs: r.RepositoryIDs, Permissions: r.Permissions},
-		ttl:          r.TTL,
-	}
-	var problems, denied []string
-	repoLimited := len(r.Repositories) > 0 || len(r.RepositoryIDs) > 0
-
-	names, namesGiven := d.GetOk("repositories")
-	ids, idsGiven := d.GetOk("repository_ids")
-	if namesGiven || idsGiven {
-		tr.Repositories, tr.RepositoryIDs = nil, nil
-	}
-	if namesGiven {
-		var own []string
-		for _, n := range names.([]string) {
-			// A repository of another owner is outside the role, not malformed.
-			if o, _, ok := strings.Cut(strings.TrimSpace(n), "/"); ok && r.Owner != "" && !strings.EqualFold(o, r.Owner) {
-				denied = append(denied, fmt.Sprintf("repository %q", strings.TrimSpace(n)))
-				continue
-			}
-			own = append(own, n)
-		}
-		norm, errs := normalizeRepositories(own, r.Owner)
-		problems = append(problems, errs...)
-		for _, n := range norm {
-			if repoLimited && !slices.ContainsFunc(r.Repositories, func(s string) bool { return strings.EqualFold(s, n) }) {
-				denied = append(denied, fmt.Sprintf("repository %q", n))
-				continue
-			}
-			tr.Repositories = append(tr.Repositories, n)
-		}
-	}
-	if idsGiven {
-		norm, errs := normalizeRepositoryIDs(ids.([]int))
-		problems = append(problems, errs...)
-		for _, id := range norm {
-			if repoLimited && !slices.Contains(r.RepositoryIDs, id) {
-				denied = append(denied, fmt.Sprintf("repository_id %d", id))
-				continue
-			}
-			tr.RepositoryIDs = append(tr.RepositoryIDs, id)
-		}
-	}
-	// An empty list would reach GitHub as "every repository": refuse it rather than widen the token, or fall back
-	// to the role's list, which a policy that allows only some names would not expect either.
-	if (namesGiven || idsGiven) && len(tr.Repositories)+len(tr.RepositoryIDs) == 0 && len(denied) == 0 {
-		problems = append(problems, "repositories and repository_ids name no repository: leave both out to get the role's repositories")
-	}
-	if n := len(tr.Repositories) + len(tr.RepositoryIDs); n > maxRepositories {
-		problems = append(problems, fmt.Sprintf("%d repositories asked: GitHub accepts at most %d in one token", n, maxRepositories))
-	}
-
-	reqPerms, _, err := permissionsField(d)
+func noRole(name string, err error) (*logical.Response, error) {
 	if err != nil {
-		problems = append(problems, err.Error())
+		return nil, err
 	}
-	if len(reqPerms) > 0 {
-		perms, errs, _ := normalizePermissions(reqPerms)
-		problems = append(problems, errs...)
-		tr.Permissions = map[string]string{}
-		for _, p := range sortedKeys(perms) {
-			level := perms[p]
-			if len(r.Permissions) > 0 {
-				allowed, ok := r.Permissions[p]
-				if !ok {
-					denied = append(denied, fmt.Sprintf("permission %s", p))
-					continue
-				}
-				if github.LevelRank(level) > github.LevelRank(allowed) {
-					denied = append(denied, fmt.Sprintf("permission %s=%s (the role allows %s)", p, level, allowed))
-					continue
-				}
-			}
-			tr.Permissions[p] = level
+	return logical.ErrorResponse("role %q does not exist", name), nil
+}
+
+// narrow builds the request of a token write: what was asked where given, the role's scope where not. defaultTTL
+// gives the mount's default TTL, which is the role's when the role sets none; from a plugin it is a gRPC round trip
+// to Vault, made only when a write asks for a ttl and the role sets none.
+func narrow(r *role, d *framework.FieldData, defaultTTL func() time.Duration) (tokenRequest, *refusal) {
+	tr := r.request()
+	var f refusal
+	rawNames, namesGiven := d.Raw["repositories"]
+	rawIDs, idsGiven := d.Raw["repository_ids"]
+	if namesGiven || idsGiven {
+		names, malformed, denied := askedRepositories(r, rawNames)
+		f.add(malformed, denied)
+		ids, malformed, denied := askedRepositoryIDs(r, rawIDs)
+		f.add(malformed, denied)
+		tr.Repositories, tr.RepositoryIDs = names, ids
+		// An empty list would reach GitHub as "every repository": refuse it rather than widen the token, or fall
+		// back to the role's list, which a policy that allows only some names would not expect either.
+		switch n := len(names) + len(ids); {
+		case n == 0 && f.empty():
+			f.add([]string{"repositories and repository_ids name no repository: leave both out to get the role's repositories"}, nil)
+		case n > maxRepositories:
+			f.add([]string{fmt.Sprintf("%d repositories asked: GitHub accepts at most %d in one token", n, maxRepositories)}, nil)
 		}
 	}
-
+	if raw, ok := d.Raw["permissions"]; ok {
+		perms, malformed, denied := askedPermissions(r, raw)
+		f.add(malformed, denied)
+		if len(perms) > 0 {
+			tr.Permissions = perms
+		}
+	}
 	if v, ok := d.GetOk("ttl"); ok {
 		ttl := time.Duration(v.(int)) * time.Second
 		ceiling := r.TTL
@@ -209,73 +206,181 @@ func narrow(r *role, d *framework.FieldData, defaultTTL func() time.Duration) (t
 			ceiling = defaultTTL()
 		}
 		switch {
-		case ttl < 0:
-			problems = append(problems, fmt.Sprintf("ttl %s is negative: expected a duration such as 10m", ttl))
 		case ttl > ceiling && ceiling > 0:
-			denied = append(denied, fmt.Sprintf("ttl %s (the role allows %s)", ttl, ceiling))
+			f.add(nil, []string{fmt.Sprintf("ttl %s (the role allows %s)", ttl, ceiling)})
 		case ttl > 0:
 			tr.ttl = ttl
 		}
 	}
-	return tr, problems, denied
+	if f.empty() {
+		return tr, nil
+	}
+	return tr, &f
 }
 
 // mint asks GitHub for a token, checks that GitHub granted no more than asked, and wraps it in a lease.
 func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, r *role, tr tokenRequest) (*logical.Response, error) {
-	client, _, err := b.getClient(ctx, s)
+	c, err := b.getClient(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	if client == nil {
+	if c == nil {
 		return logical.ErrorResponse("the engine is not configured: write the App's ID and private key to config first"), nil
 	}
-
 	// Whatever narrowing did, a role with a repository limit never asks GitHub for every repository.
-	if (len(r.Repositories) > 0 || len(r.RepositoryIDs) > 0) && len(tr.Repositories)+len(tr.RepositoryIDs) == 0 {
+	if r.limitsRepositories() && len(tr.Repositories)+len(tr.RepositoryIDs) == 0 {
 		return nil, fmt.Errorf("role %q: refusing to ask GitHub for every repository on a role limited to some", roleName)
 	}
-
-	installationID, err := b.installationID(ctx, client, r)
+	in, err := b.installation(ctx, s, c, roleName, r, len(tr.Repositories) > 0)
 	if err != nil {
 		return nil, err
 	}
-	tok, err := client.CreateToken(ctx, installationID, tr.TokenRequest)
+	tok, in, err := b.createToken(ctx, s, c, roleName, r, in, tr.TokenRequest)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.refuseOverGrant(ctx, c, roleName, tr.TokenRequest, tok, in.accountID); err != nil {
+		return nil, err
+	}
+	return b.leaseResponse(roleName, c.BaseURL(), in.id, tok, tr.ttl), nil
+}
+
+// installation finds the role's installation. An owner-bound role's is looked up (and cached), and the account it
+// is on is pinned on the role at its first mint. needAccount asks for the account of an installation-bound role
+// too: the over-grant check places repositories asked by name with it.
+func (b *backend) installation(ctx context.Context, s logical.Storage, c *appClient, roleName string, r *role, needAccount bool) (installation, error) {
+	if r.Owner == "" {
+		in := installation{id: r.InstallationID}
+		if needAccount {
+			account, err := c.installations.account(ctx, c.Client, in.id)
+			if err != nil {
+				return in, githubError(err, opMint, fmt.Sprintf("finding the account of installation %d for role %q", in.id, roleName), adviceArgs{})
+			}
+			in.accountID = account
+		}
+		return in, nil
+	}
+	in, err := c.installations.byOwner(ctx, c.Client, r.Owner, b.now())
+	if err != nil {
+		return in, githubError(err, opLookup, fmt.Sprintf("finding the installation of owner %q", r.Owner), adviceArgs{owner: r.Owner})
+	}
+	switch {
+	case r.AccountID == 0:
+		b.pinAccount(ctx, s, roleName, r.Owner, in.accountID)
+	case r.AccountID != in.accountID:
+		return in, logical.CodedError(http.StatusForbidden, fmt.Sprintf("role %q: owner %q now names GitHub account %d, "+
+			"not account %d that the role was pinned to (was the login renamed and taken by another account?); no token "+
+			"was minted: if the new account is right, write the role's owner again", roleName, r.Owner, in.accountID, r.AccountID))
+	}
+	return in, nil
+}
+
+// pinAccount records on an owner-bound role the account its owner names, at its first mint. It is best effort: a
+// mint does not fail because the pin could not be stored, and the next mint tries again.
+func (b *backend) pinAccount(ctx context.Context, s logical.Storage, roleName, owner string, accountID int64) {
+	lock := locksutil.LockForKey(b.roleLocks, roleName)
+	lock.Lock()
+	defer lock.Unlock()
+	r, err := getRole(ctx, s, roleName)
+	// The role may have changed since the mint read it.
+	if err != nil || r == nil || r.AccountID != 0 || !strings.EqualFold(r.Owner, owner) || accountID == 0 {
+		return
+	}
+	r.AccountID = accountID
+	if err := putRole(ctx, s, roleName, r); err != nil {
+		b.Logger().Warn("pinning the account of the role's owner failed; the next mint tries again", "role", roleName, "error", err)
+	}
+	b.roles.drop(roleName)
+}
+
+// createToken mints the token. When GitHub no longer knows a cached installation of an owner (the App was
+// reinstalled), the owner is looked up again and, if the installation moved, the mint is tried once more.
+func (b *backend) createToken(ctx context.Context, s logical.Storage, c *appClient, roleName string, r *role, in installation, req github.TokenRequest) (*github.Token, installation, error) {
+	tok, err := c.CreateToken(ctx, in.id, req)
 	if err != nil && r.Owner != "" && installationGone(err) {
-		// The cached installation may be gone (the App was reinstalled): look it up again and, if it moved, try once
-		// more.
-		b.installations.forget(r.Owner)
-		if id, lerr := b.installationID(ctx, client, r); lerr == nil && id != installationID {
-			installationID = id
-			tok, err = client.CreateToken(ctx, installationID, tr.TokenRequest)
+		c.installations.forget(r.Owner)
+		if again, lerr := b.installation(ctx, s, c, roleName, r, false); lerr == nil && again.id != in.id {
+			in = again
+			tok, err = c.CreateToken(ctx, in.id, req)
 		}
 	}
 	if err != nil {
-		return nil, githubError(err, fmt.Sprintf("minting a token for role %q (installation %d)", roleName, installationID),
-			mintHint(err))
+		return nil, in, githubError(err, opMint, fmt.Sprintf("minting a token for role %q (installation %d)", roleName, in.id), adviceArgs{})
 	}
-	if excess := excessGrant(tr.TokenRequest, tok); len(excess) > 0 {
-		b.Logger().Error("GitHub granted more than asked; revoking the token", "role", roleName,
-			"installation_id", installationID, "excess", strings.Join(excess, ", "))
-		// Revoke even if the caller has gone away: this token must not live its hour.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), overGrantRevokeTimeout)
-		rerr := client.RevokeToken(rctx, tok.Token)
-		cancel()
-		if rerr != nil {
-			b.Logger().Error("revoking the over-broad token failed", "role", roleName, "error", rerr)
+	return tok, in, nil
+}
+
+// installationGone reports whether an error means a cached installation ID may be stale.
+func installationGone(err error) bool {
+	switch github.KindOf(err) {
+	case github.KindNotFound, github.KindBadCredentials, github.KindForbidden, github.KindSuspended:
+		return true
+	}
+	return false
+}
+
+// refuseOverGrant revokes a token that carries more than was asked, and says what: such a token must not be
+// returned, nor live its hour.
+func (b *backend) refuseOverGrant(ctx context.Context, c *appClient, roleName string, req github.TokenRequest, tok *github.Token, accountID int64) error {
+	excess := excessGrant(req, tok, accountID)
+	if len(excess) == 0 {
+		return nil
+	}
+	b.Logger().Error("GitHub granted more than asked; revoking the token", "role", roleName,
+		"excess", joinItems(excess), "hashed_token", hashToken(tok.Token))
+	// Revoke even if the caller has gone away.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), overGrantRevokeTimeout)
+	defer cancel()
+	if err := c.RevokeToken(rctx, tok.Token); err != nil {
+		b.Logger().Error("revoking the over-broad token failed", "role", roleName, "hashed_token", hashToken(tok.Token), "error", err)
+	}
+	return logical.CodedError(http.StatusBadGateway, fmt.Sprintf(
+		"GitHub granted more than asked for role %q (%s): the token was revoked and not returned", roleName, joinItems(excess)))
+}
+
+// excessGrant lists what a token carries beyond the request: permissions not asked, levels above those asked or
+// unknown to the engine, repositories not asked or not of the installation's account (accountID; repositories asked
+// by ID need no account, IDs being unique across GitHub). A request with no permissions or no repositories asked for
+// everything of that kind. GitHub adds metadata=read to every token that reaches repositories, so that one is not an
+// excess.
+func excessGrant(req github.TokenRequest, tok *github.Token, accountID int64) []string {
+	var excess []string
+	if len(req.Permissions) > 0 {
+		for _, p := range sortedKeys(tok.Permissions) {
+			granted := tok.Permissions[p]
+			asked, ok := req.Permissions[p]
+			switch {
+			case !ok && p == "metadata" && granted == "read":
+			case !ok:
+				excess = append(excess, "permission "+p)
+			case github.LevelRank(granted) == 0 || github.LevelRank(granted) > github.LevelRank(asked):
+				excess = append(excess, fmt.Sprintf("permission %s=%s", p, granted))
+			}
 		}
-		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf(
-			"GitHub granted more than asked for role %q (%s): the token was revoked and not returned",
-			roleName, strings.Join(excess, ", ")))
 	}
+	if len(req.Repositories) > 0 || len(req.RepositoryIDs) > 0 {
+		if tok.RepositorySelection != "selected" {
+			excess = append(excess, fmt.Sprintf("repository_selection %q", tok.RepositorySelection))
+		}
+		for _, repo := range tok.Repositories {
+			byID := slices.Contains(req.RepositoryIDs, repo.ID)
+			byName := repo.Owner.ID == accountID &&
+				slices.ContainsFunc(req.Repositories, func(s string) bool { return strings.EqualFold(s, repo.Name) })
+			if !byID && !byName {
+				excess = append(excess, "repository "+cmp.Or(repo.FullName, repo.Name))
+			}
+		}
+	}
+	return excess
+}
 
-	now := b.now()
-	ttl, warnings := b.leaseTTL(tr.ttl, tok.ExpiresAt.Sub(now))
-
+// leaseResponse wraps a token in a lease whose internal data holds only what revocation needs.
+func (b *backend) leaseResponse(roleName, baseURL string, installationID int64, tok *github.Token, asked time.Duration) *logical.Response {
+	ttl, warnings := b.leaseTTL(asked, tok.ExpiresAt.Sub(b.now()))
 	repos := make([]string, len(tok.Repositories))
 	for i, repo := range tok.Repositories {
 		repos[i] = repo.Name
 	}
-	sum := sha256.Sum256([]byte(tok.Token))
 	resp := b.Secret(secretTokenType).Response(map[string]any{
 		"token":                tok.Token,
 		"expires_at":           tok.ExpiresAt.UTC().Format(time.RFC3339),
@@ -284,10 +389,10 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 		"repository_selection": tok.RepositorySelection,
 		"repositories":         repos,
 		"role":                 roleName,
-		"hashed_token":         base64.StdEncoding.EncodeToString(sum[:]),
+		"hashed_token":         hashToken(tok.Token),
 	}, map[string]any{
 		"token":           tok.Token,
-		"base_url":        client.BaseURL(),
+		"base_url":        baseURL,
 		"installation_id": installationID,
 		"role":            roleName,
 	})
@@ -297,7 +402,7 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 	for _, w := range warnings {
 		resp.AddWarning(w)
 	}
-	return resp, nil
+	return resp
 }
 
 // leaseTTL picks the lease TTL: the asked one (the role's or the request's) or the mount's default, capped to the
@@ -324,76 +429,4 @@ func (b *backend) leaseTTL(asked, remaining time.Duration) (time.Duration, []str
 		ttl = remaining
 	}
 	return ttl, warnings
-}
-
-// excessGrant lists what a token carries beyond the request: permissions not asked, levels above those asked,
-// repositories not asked. A request with no permissions or no repositories asked for everything of that kind.
-// GitHub adds metadata=read to every token that reaches repositories, so that one is not an excess.
-func excessGrant(req github.TokenRequest, tok *github.Token) []string {
-	var excess []string
-	if len(req.Permissions) > 0 {
-		for _, p := range sortedKeys(tok.Permissions) {
-			asked, ok := req.Permissions[p]
-			switch {
-			case !ok && p == "metadata" && tok.Permissions[p] == "read":
-			case !ok:
-				excess = append(excess, "permission "+p)
-			case github.LevelRank(tok.Permissions[p]) > github.LevelRank(asked):
-				excess = append(excess, fmt.Sprintf("permission %s=%s", p, tok.Permissions[p]))
-			}
-		}
-	}
-	if len(req.Repositories) > 0 || len(req.RepositoryIDs) > 0 {
-		if tok.RepositorySelection != "selected" {
-			excess = append(excess, fmt.Sprintf("repository_selection %q", tok.RepositorySelection))
-		}
-		for _, repo := range tok.Repositories {
-			byName := slices.ContainsFunc(req.Repositories, func(s string) bool { return strings.EqualFold(s, repo.Name) })
-			if !byName && !slices.Contains(req.RepositoryIDs, repo.ID) {
-				excess = append(excess, "repository "+repo.Name)
-			}
-		}
-	}
-	return excess
-}
-
-// installationID returns the role's installation, looking up an owner's through the cache.
-func (b *backend) installationID(ctx context.Context, client *github.Client, r *role) (int64, error) {
-	if r.Owner == "" {
-		return r.InstallationID, nil
-	}
-	id, err := b.installations.resolve(ctx, client, r.Owner, b.now())
-	if err != nil {
-		hint := ""
-		if github.KindOf(err) == github.KindNotFound {
-			hint = fmt.Sprintf("check that the App is installed on %q (LIST installations shows where it is)", r.Owner)
-		}
-		return 0, githubError(err, fmt.Sprintf("finding the installation of owner %q", r.Owner), hint)
-	}
-	return id, nil
-}
-
-// installationGone reports whether an error means a cached installation ID may be stale.
-func installationGone(err error) bool {
-	switch github.KindOf(err) {
-	case github.KindNotFound, github.KindBadCredentials, github.KindForbidden, github.KindSuspended:
-		return true
-	}
-	return false
-}
-
-func mintHint(err error) string {
-	var gerr *github.Error
-	if !errors.As(err, &gerr) {
-		return ""
-	}
-	switch {
-	case gerr.Kind == github.KindValidation && strings.Contains(gerr.Message, "repository"):
-		return "check the role's repositories and repository_ids against what the installation can reach"
-	case gerr.Kind == github.KindValidation && strings.Contains(gerr.Message, "permissions"):
-		return "check the role's permissions against those granted to the installation in the App's settings"
-	case gerr.Kind == github.KindNotFound:
-		return "check the role's installation_id (LIST installations shows the App's installations)"
-	}
-	return ""
 }

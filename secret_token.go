@@ -2,6 +2,8 @@ package githubapp
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 
@@ -68,8 +70,16 @@ func (b *backend) secretTokenRevoke(ctx context.Context, req *logical.Request, _
 		return nil, err
 	}
 	if err := client.RevokeToken(ctx, token); err != nil {
-		b.Logger().Warn("revoking a token at GitHub failed; Vault will retry", "role", role, "error", err)
+		b.Logger().Warn("revoking a token at GitHub failed; Vault will retry", "role", role,
+			"hashed_token", hashToken(token), "error", err)
 		return nil, fmt.Errorf("revoking the installation token of role %q at %s: %w", role, baseURL, err)
 	}
 	return nil, nil
+}
+
+// hashToken is base64(SHA-256(token)): the form GitHub's audit log shows, which identifies a token in logs without
+// revealing it.
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return base64.StdEncoding.EncodeToString(sum[:])
 }

@@ -2,8 +2,13 @@ package githubapp
 
 import (
 	"encoding/pem"
+	"errors"
+	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,8 +88,10 @@ func TestRenewRefused(t *testing.T) {
 	req := logical.RenewRequest("token/ci", resp.Secret, nil)
 	req.Storage = e.storage
 	out, err := e.b.HandleRequest(t.Context(), req)
-	if err == nil && (out == nil || !out.IsError()) {
-		t.Fatalf("renewal was accepted: %#v", out)
+	// A secret type without Renew is not renewable: the SDK answers that the operation is unsupported (and Vault
+	// itself refuses before asking, since the lease says renewable=false; the CLI test checks that).
+	if !errors.Is(err, logical.ErrUnsupportedOperation) || out != nil {
+		t.Fatalf("renewal: %#v, %v; want %v", out, err, logical.ErrUnsupportedOperation)
 	}
 }
 
@@ -166,4 +173,81 @@ func TestRevocationAfterConfigDeleteKeepsTLS(t *testing.T) {
 	if info, _ := e.gh.Token(resp.Data["token"].(string)); !info.Revoked {
 		t.Fatal("not revoked")
 	}
+}
+
+// TestRevocationAfterRestartKeepsCAAndProxy (issue 8, finding 8): after the config was deleted and the plugin
+// restarted, leases are still revoked through the CA bundle and the proxy their tokens were minted with.
+func TestRevocationAfterRestartKeepsCAAndProxy(t *testing.T) {
+	t.Run("private CA", func(t *testing.T) {
+		e := newTestEnv(t)
+		tlsSrv := httptest.NewTLSServer(e.gh)
+		t.Cleanup(tlsSrv.Close)
+		ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}))
+		e.configure(map[string]any{"base_url": tlsSrv.URL + "/api/v3", "ca_certificate": ca})
+		e.role("ci", map[string]any{"owner": "acme"})
+		resp := e.mint("ci")
+		if r, err := e.do(logical.DeleteOperation, "config", nil); err != nil || r != nil {
+			t.Fatal(r, err)
+		}
+		e.restart()
+		if err := e.revoke(resp); err != nil {
+			t.Fatalf("revocation after config delete and restart: %v", err)
+		}
+		if info, _ := e.gh.Token(resp.Data["token"].(string)); !info.Revoked {
+			t.Fatal("not revoked")
+		}
+	})
+	t.Run("required proxy", func(t *testing.T) {
+		e := newTestEnv(t)
+		target, err := url.Parse(e.srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// GitHub is reachable only through the proxy: its host name resolves nowhere else.
+		var proxied atomic.Int64
+		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Host != "github.internal" {
+				http.Error(w, "unknown host", http.StatusBadGateway)
+				return
+			}
+			proxied.Add(1)
+			httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+		}))
+		t.Cleanup(proxy.Close)
+		e.configure(map[string]any{"base_url": "http://github.internal/api/v3", "proxy_url": proxy.URL, "allow_insecure_http": true})
+		e.role("ci", map[string]any{"owner": "acme"})
+		resp := e.mint("ci")
+		if r, err := e.do(logical.DeleteOperation, "config", nil); err != nil || r != nil {
+			t.Fatal(r, err)
+		}
+		e.restart()
+		before := proxied.Load()
+		if err := e.revoke(resp); err != nil {
+			t.Fatalf("revocation after config delete and restart: %v", err)
+		}
+		if info, _ := e.gh.Token(resp.Data["token"].(string)); !info.Revoked || proxied.Load() == before {
+			t.Fatalf("not revoked through the proxy (revoked %v, %d proxied calls)", info.Revoked, proxied.Load()-before)
+		}
+	})
+}
+
+// TestFailedRevocationLogCarriesHashedToken (issue 8, finding 11): an operator who sees a failed revocation in the
+// log can find the token in Vault's audit log and GitHub's by its hashed_token.
+func TestFailedRevocationLogCarriesHashedToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.role("ci", map[string]any{"owner": "acme"})
+	resp := e.mint("ci")
+	e.gh.SetFaults(fakegithub.Faults{OutageUntil: time.Now().Add(time.Hour)})
+	defer e.gh.SetFaults(fakegithub.Faults{})
+	if err := e.revoke(resp); err == nil {
+		t.Fatal("revocation succeeded while GitHub was down")
+	}
+	var line string
+	for _, l := range strings.Split(e.logs.String(), "\n") {
+		if strings.Contains(l, "revoking a token at GitHub failed") {
+			line = l
+		}
+	}
+	wantContains(t, line, "hashed_token=", resp.Data["hashed_token"].(string))
 }

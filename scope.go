@@ -1,0 +1,435 @@
+package githubapp
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+)
+
+// A scope is what a token may reach: repositories by name and ID, and permissions. Role writes are lenient: they
+// accept GitHub's spellings (any case, owner/name for the role's owner, an object of permissions) and store one
+// normal form. Token writes are strict: Vault's allowed_parameters and denied_parameters compare the raw values of a
+// request, so a token write accepts only the spelling a policy would name (the role's stored names, lower-case
+// permission levels, name=level entries) and refuses every other with the form to use.
+
+const (
+	// maxRepositories is GitHub's limit on repositories (names and IDs together) in one token request. It also bounds
+	// every list parameter, checked before any other work on it.
+	maxRepositories = 500
+	// maxNamedItems bounds how many items one error message names.
+	maxNamedItems = 20
+)
+
+var (
+	// GitHub logins: letters, digits and hyphens, at most 39 characters; Enterprise Managed Users add an
+	// underscore and a short code.
+	ownerPattern = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,98}[A-Za-z0-9_])?$`)
+	// Repository names: letters, digits, '.', '-' and '_', at most 100 characters.
+	repoNamePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
+	// Permission names as GitHub spells them: lower case words joined by underscores.
+	permissionNamePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$`)
+	// A permission entry of a token write, exactly as GitHub writes it.
+	permissionEntryPattern = regexp.MustCompile(`^([a-z][a-z0-9]*(?:_[a-z0-9]+)*)=(read|write|admin)$`)
+	// A repository ID as a policy would write it: decimal, no sign, no leading zero, at most 19 digits.
+	decimalIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
+)
+
+// ------------------------------------------------------------------------------------------------- role writes
+
+// normalizeRepositories validates repository names. "owner/name" is accepted when owner is the role's owner and
+// stored as "name"; names are de-duplicated case-insensitively, as GitHub compares them.
+func normalizeRepositories(in []string, roleOwner string) ([]string, []string) {
+	var out, problems []string
+	seen := map[string]bool{}
+	for _, raw := range in {
+		name := strings.TrimSpace(raw)
+		if name == "" {
+			continue
+		}
+		if o, n, ok := strings.Cut(name, "/"); ok {
+			switch {
+			case roleOwner == "":
+				problems = append(problems, fmt.Sprintf("repository %q has an owner: give the name alone (%q); "+
+					"owner/name is accepted only on roles bound by owner", name, n))
+				continue
+			case !strings.EqualFold(o, roleOwner):
+				problems = append(problems, fmt.Sprintf("repository %q belongs to %q, not to the role's owner %q: "+
+					"a token covers repositories of one installation only", name, o, roleOwner))
+				continue
+			}
+			name = n
+		}
+		if !validRepoName(name) {
+			problems = append(problems, badRepoName(raw))
+			continue
+		}
+		if key := strings.ToLower(name); !seen[key] {
+			seen[key] = true
+			out = append(out, name)
+		}
+	}
+	return out, problems
+}
+
+func normalizeRepositoryIDs(in []int) ([]int64, []string) {
+	var out []int64
+	var problems []string
+	seen := map[int64]bool{}
+	for _, v := range in {
+		id := int64(v)
+		if id <= 0 {
+			problems = append(problems, fmt.Sprintf("repository_ids holds %d: expected positive repository IDs", id))
+			continue
+		}
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out, problems
+}
+
+// normalizePermissions checks names and levels against GitHub's documented table. Malformed names are errors with a
+// suggestion; well-formed names GitHub does not (yet) document are accepted with a warning.
+func normalizePermissions(in map[string]string) (map[string]string, []string, []string) {
+	var problems, warnings []string
+	out := make(map[string]string, len(in))
+	for _, name := range sortedKeys(in) {
+		level := strings.ToLower(strings.TrimSpace(in[name]))
+		if !permissionNamePattern.MatchString(name) {
+			msg := fmt.Sprintf("permission %q is not a valid name: GitHub's names are lower case words joined by underscores", name)
+			if s := suggestPermission(name); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			}
+			problems = append(problems, msg)
+			continue
+		}
+		if github.LevelRank(level) == 0 {
+			problems = append(problems, fmt.Sprintf("permission %s has level %q: expected read, write or admin", name, in[name]))
+			continue
+		}
+		if msg, known := levelProblem(name, level); msg != "" {
+			problems = append(problems, msg)
+			continue
+		} else if !known {
+			warnings = append(warnings, fmt.Sprintf("permission %q is not in GitHub's published list known to this plugin; it is accepted as written, and GitHub will refuse it if it does not exist", name))
+		}
+		out[name] = level
+	}
+	return out, problems, warnings
+}
+
+// permissionsField reads a role write's permissions field. Besides what Vault's key-value type takes (a JSON object,
+// or a list of name=level entries), it accepts one comma-separated string, the form that is easiest on the vault
+// CLI: permissions=contents=read,pull_requests=write. List entries are not split, so that a policy's
+// denied_parameters sees every entry as Vault splits it.
+func permissionsField(d *framework.FieldData) (map[string]string, bool, error) {
+	raw, ok := d.Raw["permissions"]
+	if !ok {
+		return nil, false, nil
+	}
+	if reflect.ValueOf(raw).Kind() == reflect.Map {
+		m, _, err := d.GetOkErr("permissions")
+		if err != nil {
+			return nil, false, fmt.Errorf("permissions: expected name=level pairs or an object of levels: %w", err)
+		}
+		return m.(map[string]string), true, nil
+	}
+	entries, err := listEntries("permissions", raw)
+	if err != nil {
+		return nil, false, err
+	}
+	out := map[string]string{}
+	for _, e := range entries {
+		s, isString := e.(string)
+		if !isString {
+			return nil, false, fmt.Errorf("permissions holds %s: expected name=level strings", typeName(e))
+		}
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		name, level, found := strings.Cut(s, "=")
+		if !found || strings.TrimSpace(name) == "" {
+			return nil, false, fmt.Errorf("permissions entry %q is not name=level, such as contents=read", s)
+		}
+		out[strings.TrimSpace(name)] = strings.TrimSpace(level)
+	}
+	return out, true, nil
+}
+
+// ------------------------------------------------------------------------------------------------ token writes
+
+// askedRepositories reads the repositories of a token write. Each name must be spelled as the role stores it (no
+// owner prefix, same case); on a role without a repository limit, any valid name is passed on as written and
+// GitHub enforces the installation's reach. It returns the names, malformed entries (400) and entries outside the
+// role (403).
+func askedRepositories(r *role, raw any) (names, problems, denied []string) {
+	entries, err := listEntries("repositories", raw)
+	if err != nil {
+		return nil, []string{err.Error()}, nil
+	}
+	limited := r.limitsRepositories()
+	for _, e := range entries {
+		s, ok := e.(string)
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("repositories holds %s: expected repository names", typeName(e)))
+			continue
+		case s == "":
+			continue
+		case s != strings.TrimSpace(s):
+			problems = append(problems, fmt.Sprintf("repository %q has surrounding spaces: write %q", s, strings.TrimSpace(s)))
+			continue
+		}
+		if owner, name, found := strings.Cut(s, "/"); found {
+			if r.Owner != "" && !strings.EqualFold(owner, r.Owner) {
+				denied = append(denied, fmt.Sprintf("repository %q", s))
+				continue
+			}
+			if stored, _ := r.repository(name); stored != "" {
+				name = stored
+			}
+			problems = append(problems, fmt.Sprintf("repository %q: write the name without its owner, as the role does: %q", s, name))
+			continue
+		}
+		if !validRepoName(s) {
+			problems = append(problems, badRepoName(s))
+			continue
+		}
+		if limited {
+			stored, exact := r.repository(s)
+			switch {
+			case stored == "":
+				denied = append(denied, fmt.Sprintf("repository %q", s))
+				continue
+			case !exact:
+				problems = append(problems, fmt.Sprintf("repository %q is spelled %q in the role: write it as the role does", s, stored))
+				continue
+			}
+		}
+		if !slices.Contains(names, s) {
+			names = append(names, s)
+		}
+	}
+	return names, problems, denied
+}
+
+// askedRepositoryIDs reads the repository IDs of a token write: decimal, as a string or a JSON number, without sign,
+// leading zeros or spaces (Vault's own conversion would also read 0x0BBB or 03003, which no policy names).
+func askedRepositoryIDs(r *role, raw any) (ids []int64, problems, denied []string) {
+	entries, err := listEntries("repository_ids", raw)
+	if err != nil {
+		return nil, []string{err.Error()}, nil
+	}
+	limited := r.limitsRepositories()
+	for _, e := range entries {
+		var text string
+		switch v := e.(type) {
+		case string:
+			if v == "" {
+				continue
+			}
+			text = v
+		case json.Number:
+			text = v.String()
+		case int, int64:
+			text = fmt.Sprint(v)
+		default:
+			problems = append(problems, fmt.Sprintf("repository_ids holds %s: expected repository IDs", typeName(e)))
+			continue
+		}
+		id, err := strconv.ParseInt(text, 10, 64)
+		if !decimalIDPattern.MatchString(text) || err != nil {
+			problems = append(problems, fmt.Sprintf("repository_id %q is not a decimal repository ID: write it in digits "+
+				"without sign, leading zeros or spaces, such as 123456789", text))
+			continue
+		}
+		if limited && !slices.Contains(r.RepositoryIDs, id) {
+			denied = append(denied, fmt.Sprintf("repository_id %d", id))
+			continue
+		}
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, problems, denied
+}
+
+// askedPermissions reads the permissions of a token write: name=level entries exactly as GitHub writes them, in a
+// comma-separated string or a list, never an object (which denied_parameters cannot match). Each must lie within
+// the role's permissions, at the same or a lower level.
+func askedPermissions(r *role, raw any) (perms map[string]string, problems, denied []string) {
+	if reflect.ValueOf(raw).Kind() == reflect.Map {
+		return nil, []string{"permissions as an object is not accepted when asking for a token: write name=level " +
+			"entries, such as permissions=contents=read,issues=write (a string or a list), the form Vault policies compare"}, nil
+	}
+	entries, err := listEntries("permissions", raw)
+	if err != nil {
+		return nil, []string{err.Error()}, nil
+	}
+	perms = map[string]string{}
+	for _, e := range entries {
+		s, ok := e.(string)
+		if !ok {
+			problems = append(problems, fmt.Sprintf("permissions holds %s: expected name=level entries", typeName(e)))
+			continue
+		}
+		if s == "" {
+			continue
+		}
+		m := permissionEntryPattern.FindStringSubmatch(s)
+		if m == nil {
+			problems = append(problems, badPermissionEntry(s))
+			continue
+		}
+		name, level := m[1], m[2]
+		if prev, dup := perms[name]; dup && prev != level {
+			problems = append(problems, fmt.Sprintf("permission %s is given twice, as %s and %s: give it once", name, prev, level))
+			continue
+		}
+		if msg, _ := levelProblem(name, level); msg != "" {
+			problems = append(problems, msg)
+			continue
+		}
+		if len(r.Permissions) > 0 {
+			allowed, ok := r.Permissions[name]
+			switch {
+			case !ok:
+				denied = append(denied, "permission "+name)
+				continue
+			case github.LevelRank(level) > github.LevelRank(allowed):
+				denied = append(denied, fmt.Sprintf("permission %s=%s (the role allows %s)", name, level, allowed))
+				continue
+			}
+		}
+		perms[name] = level
+	}
+	return perms, problems, denied
+}
+
+// badPermissionEntry explains a permission entry that is not in canonical form, with the canonical form when there
+// is one.
+func badPermissionEntry(s string) string {
+	name, level, found := strings.Cut(s, "=")
+	name = strings.NewReplacer("-", "_", " ", "_", ".", "_").Replace(strings.ToLower(strings.TrimSpace(name)))
+	canonical := name + "=" + strings.ToLower(strings.TrimSpace(level))
+	if found && permissionEntryPattern.MatchString(canonical) {
+		return fmt.Sprintf("permission %q is not written as GitHub writes it: write %q", s, canonical)
+	}
+	return fmt.Sprintf("permission %q is not a name=level entry such as contents=read (names in lower case joined by "+
+		"underscores, levels read, write or admin)", s)
+}
+
+// --------------------------------------------------------------------------------------------------- helpers
+
+// listEntries returns the entries of a list parameter as Vault's policy checks see them: a string is split at commas
+// and each part trimmed (as allowed_parameters and denied_parameters, and the SDK's comma-separated types, read
+// it); a list gives its elements as they are; anything else is one entry. More than maxRepositories entries are
+// refused before anything else is done with them.
+func listEntries(field string, raw any) ([]any, error) {
+	if raw == nil {
+		return nil, nil
+	}
+	if s, ok := raw.(string); ok {
+		if n := strings.Count(s, ",") + 1; n > maxRepositories {
+			return nil, tooManyEntries(field, n)
+		}
+		parts := strings.Split(s, ",")
+		out := make([]any, len(parts))
+		for i, p := range parts {
+			out[i] = strings.TrimSpace(p)
+		}
+		return out, nil
+	}
+	v := reflect.ValueOf(raw)
+	if v.Kind() != reflect.Slice && v.Kind() != reflect.Array {
+		return []any{raw}, nil
+	}
+	if v.Len() > maxRepositories {
+		return nil, tooManyEntries(field, v.Len())
+	}
+	out := make([]any, v.Len())
+	for i := range out {
+		out[i] = v.Index(i).Interface()
+	}
+	return out, nil
+}
+
+func tooManyEntries(field string, n int) error {
+	return fmt.Errorf("%s has %d entries: at most %d are accepted", field, n, maxRepositories)
+}
+
+// levelProblem checks a level against GitHub's table for the permission; known reports whether the table has the
+// permission at all.
+func levelProblem(name, level string) (msg string, known bool) {
+	levels, known := github.PermissionLevels(name)
+	if known && !slices.Contains(levels, level) {
+		return fmt.Sprintf("permission %s does not accept level %q: GitHub allows %s", name, level, strings.Join(levels, ", ")), true
+	}
+	return "", known
+}
+
+// suggestPermission turns "pull-requests" or "Pull_Requests" into "pull_requests" when that is a known name.
+func suggestPermission(name string) string {
+	s := strings.ToLower(strings.TrimSpace(name))
+	s = strings.NewReplacer("-", "_", " ", "_", ".", "_").Replace(s)
+	if _, ok := github.PermissionLevels(s); ok {
+		return s
+	}
+	return ""
+}
+
+func validRepoName(name string) bool {
+	return repoNamePattern.MatchString(name) && name != "." && name != ".."
+}
+
+func badRepoName(name string) string {
+	return fmt.Sprintf("repository %q is not a valid repository name: expected letters, digits, '.', '-' and '_', at most 100 characters", name)
+}
+
+// typeName names the JSON type of a value, for messages that must not quote it.
+func typeName(v any) string {
+	if _, ok := v.(json.Number); ok {
+		return "a number"
+	}
+	switch reflect.ValueOf(v).Kind() {
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map:
+		return "an object"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.String:
+		return "a string"
+	case reflect.Invalid:
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+// joinItems joins problems or refused items for one message, naming at most maxNamedItems of them.
+func joinItems(items []string) string {
+	if len(items) <= maxNamedItems {
+		return strings.Join(items, "; ")
+	}
+	return fmt.Sprintf("%s; and %d more", strings.Join(items[:maxNamedItems], "; "), len(items)-maxNamedItems)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
