@@ -369,6 +369,25 @@ func (g *fakeGitHub) status(t *testing.T, token string) tokenStatus {
 	return st
 }
 
+// issued is how many tokens the emulator has issued since it started (GET /_fake/stats).
+func (g *fakeGitHub) issued(t *testing.T) int {
+	t.Helper()
+	resp, err := g.http.Get(g.url + "/_fake/stats")
+	if err != nil {
+		t.Fatalf("GET /_fake/stats: %v", err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		TokensLive    int `json:"tokens_live"`
+		TokensRevoked int `json:"tokens_revoked"`
+		TokensExpired int `json:"tokens_expired"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("decoding /_fake/stats: %v", err)
+	}
+	return st.TokensLive + st.TokensRevoked + st.TokensExpired
+}
+
 // ----------------------------------------------------------------------------------------------------------- Vault
 
 // vaultServer is a running Vault server and how to talk to it.
@@ -703,42 +722,25 @@ func readExample(t *testing.T, name, mount string) string {
 	return text
 }
 
-// isSubset reports whether every element of got is in allowed.
-func isSubset(got, allowed []string) bool {
-	for _, g := range got {
-		found := false
-		for _, a := range allowed {
-			found = found || g == a
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
-}
-
-// mustNotWiden writes to a token path as token and fails the test if that yields a token reaching anything beyond
-// allowed. A refusal passes. It guards the requests that Vault's ACL lets through because they name nothing (an
-// empty repositories): the plugin must not read "no repositories" as "every repository of the installation".
-func (v *vaultServer) mustNotWiden(t *testing.T, gh *fakeGitHub, token, path string, data map[string]any, allowed []string) {
+// mustRefuseEmpty writes to a token path as token and fails the test unless the plugin refused the write with 400
+// because it names no repository. It guards the requests that Vault's ACL lets through because they name nothing
+// (an empty repositories): the plugin must neither read "no repositories" as "every repository of the installation"
+// nor fall back to the role's list, which a policy allowing only some names does not expect either.
+func (v *vaultServer) mustRefuseEmpty(t *testing.T, gh *fakeGitHub, token, path string, data map[string]any) {
 	t.Helper()
+	before := gh.issued(t)
 	secret, err := v.client(t, token).Logical().Write(path, data)
-	if err != nil {
-		// A refusal must be the caller's fault (4xx), not a failure of the plugin.
-		var re *vaultapi.ResponseError
-		if !errors.As(err, &re) || re.StatusCode < 400 || re.StatusCode >= 500 {
-			t.Fatalf("writing %v to %s: want a token within %v or a 4xx refusal, got %s", data, path, allowed, redactErr(err))
-		}
-		t.Logf("refused with HTTP %d: %s", re.StatusCode, redact(strings.Join(re.Errors, "; ")))
-		return
+	if err == nil {
+		tok, _ := secret.Data["token"].(string)
+		_, repos, _ := gh.reach(tok)
+		t.Fatalf("writing %v to %s gave a token reaching %v; want the plugin's 400", data, path, repos)
 	}
-	tok, _ := secret.Data["token"].(string)
-	status, repos, err := gh.reach(tok)
-	if err != nil {
-		t.Fatal(err)
+	var re *vaultapi.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest || !strings.Contains(err.Error(), "name no repository") {
+		t.Fatalf("writing %v to %s: want the plugin's 400 (names no repository), got %s", data, path, redactErr(err))
 	}
-	if status != http.StatusOK || !isSubset(repos, allowed) {
-		t.Errorf("writing %v to %s gave a token reaching %v (HTTP %d): more than %v", data, path, repos, status, allowed)
+	if after := gh.issued(t); after != before {
+		t.Fatalf("a refused write made the emulator issue %d tokens", after-before)
 	}
 }
 

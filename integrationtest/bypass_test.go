@@ -1,0 +1,128 @@
+package integrationtest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+
+	vaultapi "github.com/hashicorp/vault/api"
+)
+
+// TestPolicyBypassSpellings (issue 8, finding 2) runs the README's policies against every other spelling of what they
+// name. Vault's allowed_parameters and denied_parameters compare raw values; the plugin accepts only the spelling a
+// policy would name, so no other spelling yields a token.
+func TestPolicyBypassSpellings(t *testing.T) {
+	s := requireStack(t)
+	v, gh := s.vault, s.gh
+	mount := v.newMount(t, s.bins.pluginVersion)
+	v.configure(t, mount, gh)
+	v.cli(t, "write", mount+"/roles/ci", "owner="+acmeOwner, "repositories=api,web,infra",
+		"permissions=contents=write,issues=read", "ttl=10m")
+
+	// refused writes data as token and fails the test unless Vault (403) or the plugin (400) refused it, with no token
+	// issued at the emulator.
+	refused := func(t *testing.T, token string, data map[string]any) {
+		t.Helper()
+		before := gh.issued(t)
+		secret, err := v.client(t, token).Logical().Write(mount+"/token/ci", data)
+		if err == nil {
+			tok, _ := secret.Data["token"].(string)
+			_, repos, _ := gh.reach(tok)
+			t.Fatalf("%v got a token reaching %v", data, repos)
+		}
+		var re *vaultapi.ResponseError
+		if !errors.As(err, &re) || (re.StatusCode != http.StatusForbidden && re.StatusCode != http.StatusBadRequest) {
+			t.Fatalf("%v: want 403 from Vault or 400 from the plugin, got %s", data, redactErr(err))
+		}
+		t.Logf("%v: HTTP %d", data, re.StatusCode)
+		if after := gh.issued(t); after != before {
+			t.Fatalf("%v: the emulator issued %d tokens", data, after-before)
+		}
+	}
+
+	t.Run("policy-ci-deny.hcl", func(t *testing.T) {
+		token := tokenWithExamplePolicy(t, v, mount, "policy-ci-deny.hcl")
+		out := v.mintCLI(t, token, mount+"/token/ci", "repositories=api,web", "permissions=contents=read")
+		gh.mustReach(t, out.Data.Token, "api", "web")
+		if st := gh.status(t, out.Data.Token); st.Permissions["contents"] != "read" {
+			t.Errorf("the allowed write got contents=%s", st.Permissions["contents"])
+		}
+		for _, data := range []map[string]any{
+			{"repositories": "infra", "permissions": "contents=read"},
+			{"repositories": "web,infra", "permissions": "contents=read"},
+			{"repositories": "Infra", "permissions": "contents=read"},
+			{"repositories": "INFRA", "permissions": "contents=read"},
+			{"repositories": "acme/infra", "permissions": "contents=read"},
+			{"repositories": "ACME/Infra", "permissions": "contents=read"},
+			{"repositories": []string{" infra"}, "permissions": "contents=read"},
+			{"repositories": []string{"infra "}, "permissions": "contents=read"},
+			{"repository_ids": "3003", "repositories": "api", "permissions": "contents=read"},
+			{"repositories": "api", "permissions": "contents=write"},
+			{"repositories": "api", "permissions": "contents=WRITE"},
+			{"repositories": "api", "permissions": "Contents=write"},
+			{"repositories": "api", "permissions": "contents = write"},
+			{"repositories": "api", "permissions": []string{"contents=write "}},
+			{"repositories": "api", "permissions": map[string]any{"contents": "write"}},
+			{"repositories": "api"},
+		} {
+			name, _ := json.Marshal(data)
+			t.Run(string(name), func(t *testing.T) { refused(t, token, data) })
+		}
+	})
+
+	t.Run("policy-ci-narrow.hcl", func(t *testing.T) {
+		token := tokenWithExamplePolicy(t, v, mount, "policy-ci-narrow.hcl")
+		for _, data := range []map[string]any{
+			{"repositories": "API"},
+			{"repositories": "acme/api"},
+			{"repositories": []string{"api "}},
+			{"repositories": "api", "permissions": map[string]any{"contents": "write"}},
+			{"repositories": "api", "permissions": "contents=WRITE"},
+		} {
+			name, _ := json.Marshal(data)
+			t.Run(string(name), func(t *testing.T) { refused(t, token, data) })
+		}
+	})
+
+	// What the README warns about: a glob in allowed_parameters is first matched against the whole comma-joined
+	// string, so "api*" lets "api,infra" through. Only exact values are safe.
+	t.Run("a glob matches the whole string", func(t *testing.T) {
+		policy := fmt.Sprintf(`path "%s/token/ci" {
+  capabilities        = ["update"]
+  required_parameters = ["repositories"]
+  allowed_parameters  = { "repositories" = ["api*"] }
+}`, mount)
+		token := tokenWithPolicyText(t, v, mount+"-glob", policy)
+		out := v.mintCLI(t, token, mount+"/token/ci", "repositories=api,infra")
+		gh.mustReach(t, out.Data.Token, "api", "infra")
+	})
+}
+
+// tokenWithExamplePolicy writes an example policy of examples/ (mount path substituted) and returns a Vault token
+// that has it; both go when the test ends.
+func tokenWithExamplePolicy(t *testing.T, v *vaultServer, mount, example string) string {
+	t.Helper()
+	return tokenWithPolicyText(t, v, mount+"-"+example, readExample(t, example, mount))
+}
+
+func tokenWithPolicyText(t *testing.T, v *vaultServer, name, policy string) string {
+	t.Helper()
+	if r := v.run(v.rootToken, policy, "policy", "write", name, "-"); r.err != nil {
+		t.Fatalf("%s", r)
+	}
+	t.Cleanup(func() { v.run(v.rootToken, "", "policy", "delete", name) })
+	var out struct {
+		Auth struct {
+			ClientToken string `json:"client_token"`
+		} `json:"auth"`
+	}
+	v.cliJSON(t, v.rootToken, &out, "token", "create", "-format=json", "-policy="+name, "-ttl=15m")
+	if out.Auth.ClientToken == "" {
+		t.Fatal("vault token create returned no token")
+	}
+	// Revoked on the way out, so that its leases go with it.
+	t.Cleanup(func() { v.run(v.rootToken, "", "token", "revoke", out.Auth.ClientToken) })
+	return out.Auth.ClientToken
+}
