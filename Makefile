@@ -10,6 +10,13 @@ MODULE      := $(shell go list -m 2>/dev/null)
 VERSION     ?= $(shell git describe --tags --match 'v[0-9]*' --exact-match 2>/dev/null || cat VERSION)
 LDFLAGS     := -s -w -X $(MODULE).Version=$(VERSION)
 BIN         := $(CURDIR)/bin
+DIST        ?= $(CURDIR)/dist
+# The platforms `make release` builds, as GOOS/GOARCH.
+PLATFORMS   ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+# The modification time of the files in the release zips: the last commit's, so that rebuilding a commit gives the
+# same bytes (see reproducible-builds.org's SOURCE_DATE_EPOCH). Without git history, 1980-01-01, the earliest time
+# a zip can hold.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 315532800)
 GOTEST      ?= go test
 TESTFLAGS   ?= -race -count=1
 
@@ -26,6 +33,14 @@ build: ## Build the plugin and the GitHub emulator into bin/.
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/$(PLUGIN) ./cmd/$(PLUGIN)
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/fakegithub ./cmd/fakegithub
+
+.PHONY: release
+release: ## Reproducible release zips and their SHA256SUMS for every platform, into dist/.
+	@mkdir -p $(DIST)
+	rm -f $(DIST)/$(PLUGIN)_*
+	go run ./internal/tools/release -version '$(VERSION)' -ldflags '$(LDFLAGS)' -mtime '$(SOURCE_DATE_EPOCH)' \
+		-out '$(DIST)' $(PLATFORMS)
+	@cat $(DIST)/$(PLUGIN)_*_SHA256SUMS
 
 .PHONY: vault
 vault: ## Print the Vault binary the tests and demo use (builds Vault v1.21.4 into .cache/ if none is found).
@@ -69,5 +84,5 @@ lint: ## gofmt check and go vet.
 	go vet ./...
 
 .PHONY: clean
-clean: ## Remove built binaries (bin/). The Vault build cache in .cache/ stays; remove it by hand.
-	rm -rf $(BIN)
+clean: ## Remove built binaries (bin/) and release artefacts (dist/). The Vault build in .cache/ stays.
+	rm -rf $(BIN) $(DIST)

@@ -23,5 +23,9 @@
 // example address and file paths (see agentPlaceholders in agent_test.go) become the test's. A change to an example
 // that the substitution no longer fits fails the tests, so the README cannot drift from what is tested.
 //
+// TestInstallFromRelease builds the release zip for this machine with `make release` and runs the shell block of
+// the README's "Install" section as it is, with the example version, platform, plugin directory and download URL
+// replaced (see the readme* constants in install_test.go), against a Vault dev server of its own.
+//
 // Token values never reach the test log: the harness redacts GitHub and Vault tokens from every output it prints.
 package integrationtest

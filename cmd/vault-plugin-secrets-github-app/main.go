@@ -2,6 +2,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/hashicorp/go-hclog"
@@ -14,8 +15,20 @@ import (
 func main() {
 	meta := &api.PluginAPIClientMeta{}
 	flags := meta.FlagSet()
+	// -version lets an operator read the version to register (vault plugin register -version=...) off the binary
+	// itself, without Vault.
+	version := flags.Bool("version", false, "print the plugin's version and exit")
 	if err := flags.Parse(os.Args[1:]); err != nil {
 		fatal(err)
+	}
+	if *version {
+		// An unstamped build (plain go build) reports no version to Vault; say so the way Go does.
+		v := githubapp.Version
+		if v == "" {
+			v = "(devel)"
+		}
+		fmt.Println(v)
+		return
 	}
 	err := plugin.ServeMultiplex(&plugin.ServeOpts{
 		BackendFactoryFunc: githubapp.Factory,
