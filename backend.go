@@ -53,6 +53,10 @@ type backend struct {
 	// revokers revoke tokens minted at other base URLs than the config's: key-less clients built from what
 	// revocation needs of the config those tokens were minted with (revocation_target.go).
 	revokers map[string]*github.Client
+	// gate is the mount's view of GitHub (rate limits, outages, calls in flight), shared by all its clients.
+	gate *github.Gate
+	// ttls caches the mount's lease TTLs, which a plugin reads from Vault over gRPC.
+	ttls *mountTTLs
 
 	roles     *roleCache
 	roleLocks []*locksutil.LockEntry
@@ -84,6 +88,8 @@ func newBackend() *backend {
 		roleLocks: locksutil.CreateLocks(),
 		now:       time.Now,
 	}
+	b.gate = github.NewGate(github.DefaultMaxConcurrent, b.now)
+	b.ttls = &mountTTLs{backend: b}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -150,7 +156,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	b.roles.invalidate(key)
 }
 
-// reset forgets the client built from the config, and with it the JWT and installation IDs learned through it.
+// reset forgets the client built from the config, and with it the JWT and installation IDs learned through it, and
+// what the mount's Gate learned of GitHub (the config may now name another GitHub or App).
 func (b *backend) reset() {
 	b.lock.Lock()
 	defer b.lock.Unlock()
@@ -162,6 +169,7 @@ func (b *backend) resetLocked() {
 		b.client.CloseIdleConnections()
 	}
 	b.client = nil
+	b.gate.Forget()
 }
 
 // getClient returns the client for the stored config, building it on first use; nil when no config is stored.
@@ -182,16 +190,18 @@ func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient,
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	gh, err := b.newClient(cfg)
+	gh, err := b.newClient(cfg, b.gate)
 	if err != nil {
 		return nil, err
 	}
+	b.gate.SetCapacity(cfg.MaxConcurrentRequests)
 	b.client = &appClient{Client: gh, installations: newInstallationCache()}
 	return b.client, nil
 }
 
-// newClient builds a GitHub client from a config.
-func (b *backend) newClient(cfg *githubConfig) (*github.Client, error) {
+// newClient builds a GitHub client from a config. gate is the mount's, or nil for a client of its own (the
+// verification of a config not yet saved must not teach the mount anything).
+func (b *backend) newClient(cfg *githubConfig, gate *github.Gate) (*github.Client, error) {
 	key, err := github.ParsePrivateKey(cfg.PrivateKey)
 	if err != nil {
 		return nil, fmt.Errorf("stored private key: %w", err)
@@ -204,6 +214,7 @@ func (b *backend) newClient(cfg *githubConfig) (*github.Client, error) {
 		CACertificate:  cfg.CACertificate,
 		ProxyURL:       cfg.ProxyURL,
 		RequestTimeout: cfg.RequestTimeout,
+		Gate:           gate,
 	}
 	return b.buildClient(opts)
 }
@@ -226,4 +237,41 @@ func userAgent() string {
 		v = "dev"
 	}
 	return github.DefaultUserAgent + "/" + v
+}
+
+// mountTTLsLifetime is how long the mount's TTLs are cached: a tune of the mount shows in mints within it. Vault
+// caps every lease to the mount's max TTL itself; the engine needs the TTLs for its warnings and its narrowing
+// ceiling.
+const mountTTLsLifetime = 10 * time.Second
+
+// mountTTLs caches the mount's default and max lease TTLs, so that a mint makes no gRPC call into Vault.
+type mountTTLs struct {
+	backend *backend
+
+	mu           sync.Mutex
+	dflt, maxTTL time.Duration
+	read         time.Time
+}
+
+// get returns the mount's default and max lease TTLs.
+func (m *mountTTLs) get() (defaultTTL, maxTTL time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if now := m.backend.now(); m.read.IsZero() || now.Sub(m.read) > mountTTLsLifetime {
+		m.dflt, m.maxTTL, m.read = m.backend.System().DefaultLeaseTTL(), m.backend.System().MaxLeaseTTL(), now
+	}
+	return m.dflt, m.maxTTL
+}
+
+// defaultTTL returns the mount's default lease TTL.
+func (m *mountTTLs) defaultTTL() time.Duration {
+	d, _ := m.get()
+	return d
+}
+
+// forget drops the cached TTLs.
+func (m *mountTTLs) forget() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.read = time.Time{}
 }

@@ -175,6 +175,13 @@ func (e *testEnv) newBackend(tb testing.TB) *backend {
 	return b.(*backend)
 }
 
+// tune changes the mount's TTLs, as vault secrets tune does, and lets the backend see it at once rather than after
+// its cache of them expires.
+func (e *testEnv) tune(defaultTTL, maxTTL time.Duration) {
+	e.sys.DefaultLeaseTTLVal, e.sys.MaxLeaseTTLVal = defaultTTL, maxTTL
+	e.b.ttls.forget()
+}
+
 // restart replaces the backend by a new one on the same storage: what a plugin restart does. Nothing kept in memory
 // survives it.
 func (e *testEnv) restart() {

@@ -3,7 +3,9 @@ package githubapp
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,14 +87,48 @@ func githubError(err error, op operation, doing string, args adviceArgs) error {
 	}
 	check = strings.NewReplacer("{issuer}", args.issuer, "{fingerprint}", args.fingerprint,
 		"{owner}", fmt.Sprintf("%q", args.owner)).Replace(check)
-	if gerr.Kind == github.KindRateLimited && gerr.RetryAfter > 0 {
-		check += fmt.Sprintf(": retry after %s", gerr.RetryAfter.Round(time.Second))
+	if gerr.Kind == github.KindRateLimited {
+		// A refusal by the mount's Gate already names the limit and its end.
+		if gerr.StatusCode == 0 {
+			check = ""
+		} else if gerr.Limit != "" {
+			check = fmt.Sprintf("GitHub's %s rate limit for the App is exhausted", gerr.Limit)
+		}
+		if gerr.RetryAfter > 0 {
+			check = strings.TrimPrefix(check+fmt.Sprintf(": retry after %s", gerr.RetryAfter.Round(time.Second)), ": ")
+		}
 	}
 	msg := fmt.Sprintf("%s: %s", doing, describe(gerr))
 	if check != "" {
 		msg += " (" + check + ")"
 	}
-	return logical.CodedError(status, msg)
+	f := &failure{status: status, msg: msg}
+	if gerr.Kind == github.KindRateLimited {
+		f.retryAfter = gerr.RetryAfter
+	}
+	return f
+}
+
+// failure is a failed GitHub call as the engine reports it: an HTTP status that survives the plugin boundary (it is
+// a logical.HTTPCodedError), and for a rate limit, when to come back.
+type failure struct {
+	status     int
+	msg        string
+	retryAfter time.Duration
+}
+
+func (f *failure) Error() string { return f.msg }
+func (f *failure) Code() int     { return f.status }
+
+// failed returns a handler's error; a rate limit's response also carries a Retry-After header, which Vault passes to
+// clients when the mount's allowed_response_headers lists it.
+func failed(err error) (*logical.Response, error) {
+	var f *failure
+	if errors.As(err, &f) && f.retryAfter > 0 {
+		secs := strconv.Itoa(int(math.Ceil(f.retryAfter.Seconds())))
+		return &logical.Response{Headers: map[string][]string{"Retry-After": {secs}}}, err
+	}
+	return nil, err
 }
 
 // describe is GitHub's answer in a few words: its status and message, or the transport failure.
@@ -102,6 +138,8 @@ func describe(e *github.Error) string {
 		return fmt.Sprintf("GitHub answered %d: %s", e.StatusCode, e.Message)
 	case e.StatusCode != 0:
 		return fmt.Sprintf("GitHub answered %d", e.StatusCode)
+	case e.Message != "":
+		return e.Message
 	case e.Err != nil:
 		return "GitHub unreachable: " + e.Err.Error()
 	}

@@ -2,9 +2,12 @@ package githubapp
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
@@ -28,6 +31,9 @@ type installationCache struct {
 	mu       sync.Mutex
 	owners   map[string]ownerEntry
 	accounts map[int64]int64
+	// lookups makes concurrent misses for one owner or installation share one call to GitHub: a burst of first
+	// reads after a restart costs one lookup, not one per read.
+	lookups singleflight.Group
 }
 
 type ownerEntry struct {
@@ -53,19 +59,22 @@ func (c *installationCache) byOwner(ctx context.Context, gh *github.Client, owne
 		return installation{}, e.err
 	}
 
-	found, err := gh.FindInstallation(ctx, owner)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch {
-	case err == nil:
-		in := installation{id: found.ID, accountID: found.Account.ID}
-		c.owners[key] = ownerEntry{in: in}
-		c.accounts[in.id] = in.accountID
-		return in, nil
-	case github.KindOf(err) == github.KindNotFound:
-		c.owners[key] = ownerEntry{err: err, negUntil: now.Add(notFoundTTL)}
-	}
-	return installation{}, err
+	v, err, _ := c.lookups.Do("owner:"+key, func() (any, error) {
+		found, err := gh.FindInstallation(ctx, owner)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		switch {
+		case err == nil:
+			in := installation{id: found.ID, accountID: found.Account.ID}
+			c.owners[key] = ownerEntry{in: in}
+			c.accounts[in.id] = in.accountID
+			return in, nil
+		case github.KindOf(err) == github.KindNotFound:
+			c.owners[key] = ownerEntry{err: err, negUntil: now.Add(notFoundTTL)}
+		}
+		return installation{}, err
+	})
+	return v.(installation), err
 }
 
 // account returns the ID of the account an installation is on, asking GitHub when it is not cached.
@@ -76,14 +85,17 @@ func (c *installationCache) account(ctx context.Context, gh *github.Client, inst
 	if ok {
 		return id, nil
 	}
-	in, err := gh.Installation(ctx, installationID)
-	if err != nil {
-		return 0, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.accounts[installationID] = in.Account.ID
-	return in.Account.ID, nil
+	v, err, _ := c.lookups.Do("installation:"+strconv.FormatInt(installationID, 10), func() (any, error) {
+		in, err := gh.Installation(ctx, installationID)
+		if err != nil {
+			return int64(0), err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.accounts[installationID] = in.Account.ID
+		return in.Account.ID, nil
+	})
+	return v.(int64), err
 }
 
 // forget drops an owner's entry, for when GitHub says its installation is gone or refuses it.

@@ -1,6 +1,7 @@
 package githubapp
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -25,6 +26,8 @@ const (
 	maxRequestTimeout = 5 * time.Minute
 	// verifyTimeout bounds the GET /app made by a verified config write.
 	verifyTimeout = 30 * time.Second
+	// maxConcurrentRequests is GitHub's limit on an App's concurrent requests.
+	maxConcurrentRequests = 100
 )
 
 // clientIDPattern matches GitHub App client IDs such as Iv1.0123456789abcdef and Iv23liAbCdEf0123456789.
@@ -43,9 +46,11 @@ type githubConfig struct {
 	CACertificate     string        `json:"ca_certificate,omitempty"`
 	ProxyURL          string        `json:"proxy_url,omitempty"`
 	RequestTimeout    time.Duration `json:"request_timeout"`
-	Fingerprint       string        `json:"private_key_fingerprint"`
-	AppSlug           string        `json:"app_slug,omitempty"`
-	AppName           string        `json:"app_name,omitempty"`
+	// MaxConcurrentRequests bounds the mount's calls in flight at GitHub; 0 means github.DefaultMaxConcurrent.
+	MaxConcurrentRequests int    `json:"max_concurrent_requests,omitempty"`
+	Fingerprint           string `json:"private_key_fingerprint"`
+	AppSlug               string `json:"app_slug,omitempty"`
+	AppName               string `json:"app_name,omitempty"`
 }
 
 // issuer names what the JWT's issuer is, for messages.
@@ -139,6 +144,14 @@ func pathConfig(b *backend) *framework.Path {
 					Name: "Request timeout",
 				},
 			},
+			"max_concurrent_requests": {
+				Type:        framework.TypeInt,
+				Default:     github.DefaultMaxConcurrent,
+				Description: "The most calls to GitHub this mount has in flight at once (mints, lookups and revocations together), from 1 to 100. Further calls wait in arrival order, no longer than their request's deadline. GitHub allows an App 100 concurrent requests, shared with its other users.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name: "Max concurrent requests",
+				},
+			},
 			"verify": {
 				Type:        framework.TypeBool,
 				Default:     true,
@@ -202,6 +215,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"ca_certificate":          cfg.CACertificate,
 		"proxy_url":               redactURL(cfg.ProxyURL),
 		"request_timeout":         int64(cfg.RequestTimeout.Seconds()),
+		"max_concurrent_requests": cmp.Or(cfg.MaxConcurrentRequests, github.DefaultMaxConcurrent),
 		"private_key_fingerprint": cfg.Fingerprint,
 		"app_slug":                cfg.AppSlug,
 		"app_name":                cfg.AppName,
@@ -260,7 +274,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 // verify asks GitHub (GET /app) whether it accepts the config, and learns the App's ID, slug and name. It returns
 // why the config is refused, for the operator; "" when GitHub accepted it.
 func (b *backend) verify(ctx context.Context, cfg *githubConfig) string {
-	client, err := b.newClient(cfg)
+	client, err := b.newClient(cfg, nil)
 	if err != nil {
 		return "invalid config: " + err.Error()
 	}
@@ -383,6 +397,13 @@ func applyConfigFields(cfg *githubConfig, d *framework.FieldData) []string {
 			}
 		}
 		cfg.ProxyURL = p
+	}
+	if v, ok := d.GetOk("max_concurrent_requests"); ok {
+		n := v.(int)
+		if n < 1 || n > maxConcurrentRequests {
+			problems = append(problems, fmt.Sprintf("max_concurrent_requests %d is out of range: expected 1 to %d (GitHub allows an App %d concurrent requests)", n, maxConcurrentRequests, maxConcurrentRequests))
+		}
+		cfg.MaxConcurrentRequests = n
 	}
 	if v, ok := d.GetOk("request_timeout"); ok {
 		t := time.Duration(v.(int)) * time.Second

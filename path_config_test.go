@@ -32,7 +32,7 @@ func TestConfigLifecycle(t *testing.T) {
 	mustOK(t, resp, err)
 	want := map[string]any{
 		"app_id": int64(testAppID), "client_id": testClientID, "base_url": e.srv.URL, "allow_insecure_http": false, "ca_certificate": "",
-		"proxy_url": "", "request_timeout": int64(7), "app_slug": "vault-test", "app_name": "Vault Test",
+		"proxy_url": "", "request_timeout": int64(7), "max_concurrent_requests": 32, "app_slug": "vault-test", "app_name": "Vault Test",
 		"private_key_fingerprint": resp.Data["private_key_fingerprint"],
 	}
 	if !reflect.DeepEqual(resp.Data, want) {
@@ -168,6 +168,8 @@ func TestConfigValidation(t *testing.T) {
 		{"zero timeout", base("request_timeout", "0"), []string{"request_timeout 0s", "1s to 5m0s"}},
 		{"huge timeout", base("request_timeout", "1h"), []string{"request_timeout 1h0m0s"}},
 		{"bad proxy", base("proxy_url", "ftp://proxy"), []string{`proxy_url "ftp://proxy"`}},
+		{"no concurrency", base("max_concurrent_requests", 0), []string{"max_concurrent_requests 0", "1 to 100"}},
+		{"too much concurrency", base("max_concurrent_requests", 101), []string{"max_concurrent_requests 101", "1 to 100"}},
 		{"bad ca", base("ca_certificate", testKeyPEM), []string{"ca_certificate", `"RSA PRIVATE KEY"`}},
 		{"garbage ca", base("ca_certificate", "nope"), []string{"ca_certificate", "CERTIFICATE"}},
 	}

@@ -145,7 +145,11 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 	if err != nil || r == nil {
 		return noRole(name, err)
 	}
-	return b.mint(ctx, req.Storage, name, r, r.request())
+	resp, err := b.mint(ctx, req.Storage, name, r, r.request())
+	if err != nil {
+		return failed(err)
+	}
+	return resp, nil
 }
 
 // pathTokenWrite mints a token with what the write asks for, within the role.
@@ -155,11 +159,15 @@ func (b *backend) pathTokenWrite(ctx context.Context, req *logical.Request, d *f
 	if err != nil || r == nil {
 		return noRole(name, err)
 	}
-	tr, refused := narrow(r, d, b.System().DefaultLeaseTTL)
+	tr, refused := narrow(r, d, b.ttls.defaultTTL)
 	if refused != nil {
 		return refused.response(name)
 	}
-	return b.mint(ctx, req.Storage, name, r, tr)
+	resp, err := b.mint(ctx, req.Storage, name, r, tr)
+	if err != nil {
+		return failed(err)
+	}
+	return resp, nil
 }
 
 func noRole(name string, err error) (*logical.Response, error) {
@@ -170,8 +178,7 @@ func noRole(name string, err error) (*logical.Response, error) {
 }
 
 // narrow builds the request of a token write: what was asked where given, the role's scope where not. defaultTTL
-// gives the mount's default TTL, which is the role's when the role sets none; from a plugin it is a gRPC round trip
-// to Vault, made only when a write asks for a ttl and the role sets none.
+// gives the mount's default TTL, which is the role's when the role sets none.
 func narrow(r *role, d *framework.FieldData, defaultTTL func() time.Duration) (tokenRequest, *refusal) {
 	tr := r.request()
 	var f refusal
@@ -242,7 +249,12 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 	if err := b.refuseOverGrant(ctx, c, roleName, tr.TokenRequest, tok, in.accountID); err != nil {
 		return nil, err
 	}
-	return b.leaseResponse(roleName, c.BaseURL(), in.id, tok, tr.ttl), nil
+	resp := b.leaseResponse(roleName, c.BaseURL(), in.id, tok, tr.ttl)
+	if rl := c.Gate().RateLimit(); rl.Low() {
+		resp.AddWarning(fmt.Sprintf("GitHub's rate limit for the App is low: %d of %d requests left until %s",
+			rl.Remaining, rl.Limit, rl.Reset.UTC().Format(time.RFC3339)))
+	}
+	return resp, nil
 }
 
 // installation finds the role's installation. An owner-bound role's is looked up (and cached), and the account it
@@ -410,11 +422,12 @@ func (b *backend) leaseResponse(roleName, baseURL string, installationID int64, 
 // mount's default is usually far above GitHub's hour.
 func (b *backend) leaseTTL(asked, remaining time.Duration) (time.Duration, []string) {
 	var warnings []string
+	defaultTTL, maxTTL := b.ttls.get()
 	ttl := asked
 	if ttl <= 0 {
-		ttl = b.System().DefaultLeaseTTL()
+		ttl = defaultTTL
 	}
-	if maxTTL := b.System().MaxLeaseTTL(); maxTTL > 0 && ttl > maxTTL {
+	if maxTTL > 0 && ttl > maxTTL {
 		if asked > 0 {
 			warnings = append(warnings, fmt.Sprintf("ttl %s capped to the mount's max TTL %s", ttl, maxTTL))
 		}

@@ -205,7 +205,7 @@ func TestTokenTTLCapped(t *testing.T) {
 	wantContains(t, strings.Join(resp.Warnings, "\n"), "capped to the token's remaining lifetime")
 
 	// The mount's max TTL caps too.
-	e.sys.MaxLeaseTTLVal = 2 * time.Minute
+	e.tune(time.Hour, 2*time.Minute)
 	resp = e.mint("long")
 	if resp.Secret.TTL != 2*time.Minute {
 		t.Fatalf("lease TTL %s, want the mount's max 2m", resp.Secret.TTL)
@@ -213,7 +213,7 @@ func TestTokenTTLCapped(t *testing.T) {
 	wantContains(t, strings.Join(resp.Warnings, "\n"), "capped to the mount's max TTL")
 
 	// No ttl on the role: the mount's default, silently.
-	e.sys.MaxLeaseTTLVal, e.sys.DefaultLeaseTTLVal = time.Hour, 30*time.Minute
+	e.tune(30*time.Minute, time.Hour)
 	e.role("default", map[string]any{"owner": "acme", "repositories": "api", "permissions": "contents=read"})
 	resp = e.mint("default")
 	if resp.Secret.TTL != 30*time.Minute || len(resp.Warnings) != 0 {
@@ -538,8 +538,8 @@ func TestReviewFindings(t *testing.T) {
 		wantContains(t, msg, `role "ADMIN" does not exist`)
 	})
 	t.Run("a role without ttl allows at most the mount's default", func(t *testing.T) {
-		e.sys.DefaultLeaseTTLVal = 5 * time.Minute
-		defer func() { e.sys.DefaultLeaseTTLVal = time.Hour }()
+		e.tune(5*time.Minute, 24*time.Hour)
+		defer e.tune(time.Hour, 24*time.Hour)
 		resp, err := e.do(logical.UpdateOperation, "token/ci", map[string]any{"ttl": "50m"})
 		status, msg := mustFail(t, resp, err)
 		if status != 403 {
@@ -556,8 +556,8 @@ func TestReviewFindings(t *testing.T) {
 		wantContains(t, msg, `repository "evil/api"`)
 	})
 	t.Run("the mount's default TTL is capped without a warning", func(t *testing.T) {
-		e.sys.DefaultLeaseTTLVal = 768 * time.Hour
-		defer func() { e.sys.DefaultLeaseTTLVal = time.Hour }()
+		e.tune(768*time.Hour, 24*time.Hour)
+		defer e.tune(time.Hour, 24*time.Hour)
 		resp := e.mint("ci")
 		if len(resp.Warnings) != 0 || resp.Secret.TTL > time.Hour {
 			t.Fatalf("ttl %s warnings %v", resp.Secret.TTL, resp.Warnings)
@@ -589,6 +589,7 @@ type tamperMint struct {
 	next   http.RoundTripper
 	mu     sync.Mutex
 	change func(answer map[string]any)
+	header http.Header // set on the answers of token requests
 	// lose, while positive, drops the answer of that many token requests after GitHub handled them, as a broken
 	// connection would.
 	lose int
@@ -603,6 +604,9 @@ func (tm *tamperMint) RoundTrip(r *http.Request) (*http.Response, error) {
 	change, lose := tm.change, tm.lose > 0
 	if lose {
 		tm.lose--
+	}
+	for k, v := range tm.header {
+		resp.Header[k] = v
 	}
 	tm.mu.Unlock()
 	if lose {
@@ -633,6 +637,15 @@ func (e *testEnv) withTamper() *tamperMint {
 		o.WrapTransport = func(next http.RoundTripper) http.RoundTripper { tm.next = next; return tm }
 	}
 	return tm
+}
+
+func (tm *tamperMint) setHeader(key, value string) {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	if tm.header == nil {
+		tm.header = http.Header{}
+	}
+	tm.header.Set(key, value)
 }
 
 func (tm *tamperMint) set(change func(map[string]any)) {
@@ -879,4 +892,85 @@ func TestTokenReadRefusesParameters(t *testing.T) {
 		t.Errorf("status %d, want 400", status)
 	}
 	wantContains(t, msg, "repositories", "vault write")
+}
+
+// TestBurstOfColdReads (issue 9): 200 concurrent first reads of an owner-bound role after a start share one owner
+// lookup and one JWT signature, and never have more than max_concurrent_requests calls in flight at GitHub.
+func TestBurstOfColdReads(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(map[string]any{"max_concurrent_requests": 8})
+	e.role("ci", map[string]any{"owner": "acme", "repositories": "api", "permissions": "contents=read"})
+	e.restart() // nothing cached: no client, JWT, installation or role
+	e.gh.SetFaults(fakegithub.Faults{Latency: 20 * time.Millisecond})
+	e.gh.ResetStats()
+
+	var wg sync.WaitGroup
+	var served atomic.Int64
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := e.do(logical.ReadOperation, "token/ci", nil)
+			if err != nil || resp == nil || resp.IsError() {
+				t.Errorf("read: %v %v", resp, err)
+				return
+			}
+			served.Add(1)
+		}()
+	}
+	wg.Wait()
+	st := e.gh.Stats()
+	t.Logf("200 cold reads: %d served, GitHub calls %v, at most %d in flight, %d distinct JWTs, %d signatures",
+		served.Load(), st.Calls, st.MaxInFlight, st.DistinctJWTs, e.b.client.JWTSignatures())
+	if served.Load() != 200 || st.Calls["GET /orgs/{org}/installation"] != 1 || st.Calls[mintRoute] != 200 {
+		t.Fatalf("%d served; calls %v; want 200 served, 1 owner lookup, 200 mints", served.Load(), st.Calls)
+	}
+	if st.MaxInFlight > 8 || e.b.client.JWTSignatures() != 1 {
+		t.Fatalf("%d in flight at GitHub (max 8), %d JWT signatures (want 1)", st.MaxInFlight, e.b.client.JWTSignatures())
+	}
+}
+
+// TestRateLimitedMintSaysWhenToComeBack (issue 9): a limited App's mints fail at once with 429, a Retry-After header
+// and a message naming the limit and when it ends; GitHub is not asked again until then, but for a probe a second.
+func TestRateLimitedMintSaysWhenToComeBack(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.role("ci", map[string]any{"owner": "acme", "repositories": "api", "permissions": "contents=read"})
+	e.mint("ci")
+	e.gh.SetFaults(fakegithub.Faults{PrimaryRateLimit: true, RateLimitReset: 10 * time.Minute})
+	defer e.gh.SetFaults(fakegithub.Faults{})
+	e.gh.ResetStats()
+	for i := range 20 {
+		start := time.Now()
+		resp, err := e.do(logical.ReadOperation, "token/ci", nil)
+		status, msg := mustFail(t, resp, err)
+		if status != 429 {
+			t.Fatalf("read %d: status %d, want 429", i, status)
+		}
+		retry, convErr := strconv.Atoi(resp.Headers["Retry-After"][0])
+		if convErr != nil || retry < 590 || retry > 600 {
+			t.Fatalf("read %d: Retry-After %v, want about 600 seconds", i, resp.Headers["Retry-After"])
+		}
+		wantContains(t, msg, "primary rate limit", "retry after")
+		if d := time.Since(start); d > 50*time.Millisecond {
+			t.Errorf("read %d took %s, want it refused at once", i, d)
+		}
+	}
+	if calls := e.gh.Stats().TotalCalls; calls > 2 {
+		t.Fatalf("20 reads during the limit made %d calls to GitHub", calls)
+	}
+}
+
+// TestLowRateLimitWarns (issue 9): a mint while less than a tenth of the App's hourly limit remains says so.
+func TestLowRateLimitWarns(t *testing.T) {
+	e := newTestEnv(t)
+	tm := e.withTamper()
+	e.configure(nil)
+	e.role("ci", map[string]any{"owner": "acme", "repositories": "api", "permissions": "contents=read"})
+	if resp := e.mint("ci"); len(resp.Warnings) != 0 {
+		t.Fatalf("warnings with the limit nearly untouched: %v", resp.Warnings)
+	}
+	tm.setHeader("X-RateLimit-Remaining", "312")
+	resp := e.mint("ci")
+	wantContains(t, strings.Join(resp.Warnings, "\n"), "rate limit for the App is low", "312 of 5000")
 }

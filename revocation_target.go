@@ -78,7 +78,7 @@ func (b *backend) revocationClient(ctx context.Context, s logical.Storage, baseU
 	if err != nil {
 		return nil, err
 	}
-	opts := github.Options{BaseURL: baseURL}
+	opts := github.Options{BaseURL: baseURL, Gate: b.gate}
 	if target != nil {
 		opts.CACertificate, opts.ProxyURL = target.CACertificate, target.ProxyURL
 	}

@@ -32,8 +32,6 @@ const (
 
 	apiVersion = "2022-11-28"
 
-	// maxRateLimitWait bounds the rate-limit waits of one call when the caller set no deadline.
-	maxRateLimitWait = time.Minute
 	// maxBodyBytes bounds what is read of any answer; GitHub's largest here is a page of 100 installations.
 	maxBodyBytes = 8 << 20
 )
@@ -66,6 +64,8 @@ type Options struct {
 	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// Gate is the mount's view of GitHub, shared by all its clients; nil gives the client a Gate of its own.
+	Gate *Gate
 }
 
 // Client calls GitHub's REST API. It is safe for concurrent use and holds one keep-alive connection pool; build a
@@ -79,6 +79,7 @@ type Client struct {
 	userAgent  string
 	logger     hclog.Logger
 	now        func() time.Time
+	gate       *Gate
 
 	possibleDuplicates atomic.Int64
 }
@@ -137,6 +138,9 @@ func NewClient(o Options) (*Client, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	if c.gate = o.Gate; c.gate == nil {
+		c.gate = NewGate(0, c.now)
+	}
 	if o.PrivateKey != nil {
 		if o.AppID <= 0 && o.ClientID == "" {
 			return nil, errors.New("an app ID or a client ID is required with a private key")
@@ -145,6 +149,9 @@ func NewClient(o Options) (*Client, error) {
 	}
 	return c, nil
 }
+
+// Gate returns the mount's view of GitHub this client goes through.
+func (c *Client) Gate() *Gate { return c.gate }
 
 // BaseURL returns the normalised base URL (no trailing slash).
 func (c *Client) BaseURL() string { return c.base }
@@ -217,11 +224,12 @@ type answer struct {
 	header http.Header
 }
 
-// do runs a call with authentication, retries and error mapping.
+// do runs a call with authentication, retries and error mapping, through the mount's Gate.
 //
-// Retried: transport errors and 5xx with exponential backoff and jitter, rate limits after the wait GitHub asks
-// for, and one 401 about the JWT's clock after correcting the skew. Never retried: other 4xx and certificate errors.
-// No wait runs past the context's deadline: when it would, do fails at once with the error in hand.
+// Retried: transport errors and 5xx with exponential backoff and jitter, one 401 about the JWT's clock after
+// correcting the skew, and a rate-limited App call when the Gate lets it wait (a limit ending within MaxGateWait).
+// Never retried: other 4xx, certificate errors and the Gate's refusals. No wait runs past the context's deadline:
+// when it would, do fails at once with the error in hand.
 //
 // A token request (the only POST) is retried like any other call, even when GitHub may have handled it and only its
 // answer was lost: a token nobody received is known to no one and expires within the hour, while a failed mint fails
@@ -235,11 +243,15 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 		}
 	}
 	skewRetried := false
-	var rateWaited time.Duration // bounded by maxRateLimitWait when the caller set no deadline
 	for attempt := 0; ; attempt++ {
-		res, err := c.attempt(ctx, cl, body)
+		t, err := c.gate.enter(ctx, &cl)
+		if err != nil {
+			return nil, err
+		}
+		ans, err := c.attempt(ctx, cl, body)
+		c.gate.leave(t, &cl, ans, err, true)
 		if err == nil {
-			return res, nil
+			return ans, nil
 		}
 		var gerr *Error
 		if !errors.As(err, &gerr) || ctx.Err() != nil {
@@ -261,16 +273,15 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 					"possible duplicate token that no lease holds (it expires within the hour)",
 					"path", cl.path, "status", gerr.StatusCode)
 			}
-		case gerr.Kind == KindRateLimited && attempt < c.maxRetries:
-			wait = gerr.RetryAfter
-			if wait <= 0 {
-				wait = backoff(attempt)
-			}
-			if _, ok := ctx.Deadline(); !ok && rateWaited+wait > maxRateLimitWait {
-				return nil, err
-			}
-			rateWaited += wait
+		case gerr.Kind == KindRateLimited && cl.token == "" && attempt < c.maxRetries &&
+			gerr.RetryAfter > 0 && gerr.RetryAfter <= MaxGateWait && fits(ctx, gerr.RetryAfter):
+			// The limit ends soon: the Gate, which has learned it, holds the retry until then. A longer limit is
+			// GitHub's own refusal, returned as it is.
+			continue
 		default:
+			if gerr.Kind == KindUnavailable {
+				gerr.Since = c.gate.Status().FailingSince
+			}
 			return nil, err
 		}
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
@@ -278,17 +289,14 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 		}
 		c.logger.Debug("github: retrying", "method", cl.method, "path", cl.path, "status", gerr.StatusCode,
 			"kind", gerr.Kind.String(), "attempt", attempt+1, "wait", wait)
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		if !sleep(ctx, wait) {
 			return nil, err
-		case <-timer.C:
 		}
 	}
 }
 
-// attempt sends one request and reads its answer.
+// attempt sends one request and reads its answer. The answer comes back whenever GitHub sent one, also with an
+// error, so that the Gate sees its headers.
 func (c *Client) attempt(ctx context.Context, cl call, body []byte) (*answer, error) {
 	auth := "Bearer " + cl.token
 	if cl.token == "" {
@@ -342,16 +350,17 @@ func (c *Client) attempt(ctx context.Context, cl call, body []byte) (*answer, er
 			Err: fmt.Errorf("reading the answer: %w", err)}
 	}
 
+	ans := &answer{status: resp.StatusCode, header: resp.Header}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if cl.out != nil {
 			if err := json.Unmarshal(data, cl.out); err != nil {
-				return nil, &Error{Kind: KindOther, Method: cl.method, Path: cl.path, StatusCode: resp.StatusCode,
+				return ans, &Error{Kind: KindOther, Method: cl.method, Path: cl.path, StatusCode: resp.StatusCode,
 					Message: "unreadable answer", Err: err}
 			}
 		}
-		return &answer{status: resp.StatusCode, header: resp.Header}, nil
+		return ans, nil
 	}
-	return nil, c.errorFrom(cl, resp, data)
+	return ans, c.errorFrom(cl, resp, data)
 }
 
 // readBody reads an answer of at most maxBodyBytes. GitHub sends Content-Length, and a buffer of that size is one
@@ -382,6 +391,7 @@ func (c *Client) errorFrom(cl call, resp *http.Response, data []byte) *Error {
 	rateLimited, retryAfter := c.rateLimit(resp, msg)
 	e := &Error{
 		Kind:       classify(resp.StatusCode, msg, rateLimited),
+		Limit:      limitKind(rateLimited, resp.Header),
 		Method:     cl.method,
 		Path:       cl.path,
 		StatusCode: resp.StatusCode,
@@ -427,6 +437,18 @@ func (c *Client) rateLimit(resp *http.Response, msg string) (bool, time.Duration
 		}
 	}
 	return true, 0
+}
+
+// limitKind tells a primary rate limit (the hourly quota is spent) from a secondary one.
+func limitKind(rateLimited bool, h http.Header) string {
+	switch {
+	case !rateLimited:
+		return ""
+	case h.Get("X-RateLimit-Remaining") == "0":
+		return "primary"
+	default:
+		return "secondary"
+	}
 }
 
 // backoff is exponential with full jitter: a random wait in [0, min(cap, base·2^attempt)], at least 50ms.

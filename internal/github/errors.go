@@ -3,6 +3,7 @@ package github
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -65,11 +66,18 @@ type Error struct {
 	RequestID string
 	// RetryAfter is how long GitHub asked to wait, for KindRateLimited.
 	RetryAfter time.Duration
+	// Limit is "primary" or "secondary" for KindRateLimited: GitHub's hourly quota, or its limits on concurrency
+	// and bursts.
+	Limit string
+	// Since is when GitHub started failing, for KindUnavailable once the mount's Gate saw several failures.
+	Since time.Time
 	// Err is the transport failure behind a KindUnavailable error without a status.
 	Err error
 
 	// clockSkew marks a 401 about the JWT's times, retried once after correcting the clock.
 	clockSkew bool
+	// gated marks a refusal by the Gate, before any call: final, never retried.
+	gated bool
 }
 
 func (e *Error) Error() string {
@@ -91,7 +99,24 @@ func (e *Error) Error() string {
 	if e.Kind == KindRateLimited && e.RetryAfter > 0 {
 		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter.Round(time.Second))
 	}
+	if !e.Since.IsZero() && !e.gated {
+		fmt.Fprintf(&b, " (GitHub failing since %s)", e.Since.UTC().Format(time.RFC3339))
+	}
+	if e.RequestID != "" {
+		fmt.Fprintf(&b, " (GitHub request ID %s)", e.RequestID)
+	}
 	return b.String()
+}
+
+// outcome says in a few words how the call ended, for a status page.
+func (e *Error) outcome() string {
+	switch {
+	case e.StatusCode != 0:
+		return "HTTP " + strconv.Itoa(e.StatusCode)
+	case e.Err != nil:
+		return "unreachable: " + e.Err.Error()
+	}
+	return e.Kind.String()
 }
 
 func (e *Error) Unwrap() error { return e.Err }

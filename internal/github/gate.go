@@ -1,0 +1,485 @@
+package github
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Defaults and bounds of a Gate.
+const (
+	// DefaultMaxConcurrent is how many calls a mount has in flight at GitHub at most, by default: well under the
+	// 100 concurrent requests GitHub allows an App, which other users of the App share.
+	DefaultMaxConcurrent = 32
+	// MaxGateWait is the longest a call waits inside a request for GitHub to become usable again (a rate limit
+	// about to end, a probe of a failing GitHub, the next probe slot). Longer waits are refused at once with when to
+	// come back: a request that waits holds a CI job, a Vault request slot and, upstream, a client's patience.
+	MaxGateWait = 3 * time.Second
+	// limitProbeInterval spaces the calls let through while GitHub has said "limited until T", so that an early
+	// lift is seen without making the limit worse.
+	limitProbeInterval = time.Second
+	// outageProbeInterval spaces the calls let through while GitHub is failing: the call rate to a failing GitHub
+	// stays bounded however many requests arrive, and the first request after it recovers goes through within it.
+	outageProbeInterval = time.Second
+	// outageThreshold is how many consecutive failed attempts (transport errors, 5xx) mark GitHub as failing.
+	outageThreshold = 3
+	// secondaryLimitDefault is how long a secondary rate limit lasts when GitHub does not say: its documentation
+	// asks to wait at least a minute.
+	secondaryLimitDefault = time.Minute
+)
+
+// RateLimit is the App's rate limit as GitHub last reported it (X-RateLimit-* headers of an App-authenticated
+// answer).
+type RateLimit struct {
+	Limit     int
+	Remaining int
+	Used      int
+	Reset     time.Time
+	Resource  string
+	// Seen is when the headers came; zero when GitHub has not answered yet.
+	Seen time.Time
+}
+
+// Low reports whether less than a tenth of the limit remains.
+func (r RateLimit) Low() bool { return r.Limit > 0 && r.Remaining*10 < r.Limit }
+
+// GateStatus is a snapshot of a Gate, for operators.
+type GateStatus struct {
+	Rate RateLimit
+	// LimitedUntil is when a rate limit GitHub announced for the App ends; zero when none is in force.
+	LimitedUntil time.Time
+	LimitKind    string // "primary" or "secondary"
+	// FailingSince is when GitHub started failing (connection errors, 5xx); zero when it answers.
+	FailingSince time.Time
+	// LastCall is when the last attempt ended, and LastOutcome what it was ("ok", "HTTP 404", "unreachable: ...").
+	LastCall    time.Time
+	LastOutcome string
+	// LastFailure is when the last attempt failed (no answer, 5xx or a rate limit), its error and GitHub's request
+	// ID when GitHub sent one.
+	LastFailure          time.Time
+	LastError            string
+	LastFailureRequestID string
+	InFlight, Capacity   int
+}
+
+// Gate is one mount's view of GitHub, shared by every client the mount builds (the config's and those kept for
+// revocation). Every answer updates it and every attempt asks it first, so that what one request learned (GitHub
+// limited the App until T, GitHub is failing) serves all: while limited, App calls are refused at once with when to
+// come back, but one probe a second; while failing, one probe a second goes through and the others fail fast; and at
+// most Capacity calls are in flight, queued in arrival order, revocations and the rest taking turns.
+type Gate struct {
+	slots slots
+	now   func() time.Time
+
+	mu    sync.Mutex
+	rate  RateLimit
+	limit struct {
+		until, nextProbe time.Time
+		kind             string
+	}
+	outage struct {
+		since, firstFailure, nextProbe time.Time
+		failures                       int
+		probe                          chan struct{} // a probe in flight, closed when it ends
+	}
+	last struct {
+		call, failure       time.Time
+		outcome, failureErr string
+		requestID           string
+	}
+}
+
+// NewGate returns a Gate allowing capacity calls in flight (DefaultMaxConcurrent when capacity <= 0). now is the
+// clock (nil: time.Now).
+func NewGate(capacity int, now func() time.Time) *Gate {
+	if now == nil {
+		now = time.Now
+	}
+	g := &Gate{now: now}
+	g.SetCapacity(capacity)
+	return g
+}
+
+// SetCapacity changes how many calls may be in flight; calls in flight above a lowered capacity finish first.
+func (g *Gate) SetCapacity(capacity int) {
+	if capacity <= 0 {
+		capacity = DefaultMaxConcurrent
+	}
+	g.slots.setCapacity(capacity)
+}
+
+// Forget drops what the Gate learned of GitHub (rate limit, outage), for when the config moves to another GitHub
+// or App. Slots and calls in flight are kept.
+func (g *Gate) Forget() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.rate = RateLimit{}
+	g.limit.until, g.limit.nextProbe, g.limit.kind = time.Time{}, time.Time{}, ""
+	g.endOutageLocked()
+}
+
+// Status returns a snapshot of the Gate.
+func (g *Gate) Status() GateStatus {
+	inFlight, capacity := g.slots.usage()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := GateStatus{
+		Rate:                 g.rate,
+		FailingSince:         g.outage.since,
+		LastCall:             g.last.call,
+		LastOutcome:          g.last.outcome,
+		LastFailure:          g.last.failure,
+		LastError:            g.last.failureErr,
+		LastFailureRequestID: g.last.requestID,
+		InFlight:             inFlight,
+		Capacity:             capacity,
+	}
+	if g.now().Before(g.limit.until) {
+		st.LimitedUntil, st.LimitKind = g.limit.until, g.limit.kind
+	}
+	return st
+}
+
+// RateLimit returns the App's rate limit as last seen.
+func (g *Gate) RateLimit() RateLimit {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.rate
+}
+
+// ticket is one admitted attempt.
+type ticket struct {
+	probe bool // the outage probe: its end wakes the calls waiting for it
+}
+
+// enter admits one attempt of a call: it passes the rate-limit and outage checks (waiting within MaxGateWait and
+// ctx's deadline where that is enough), then takes a slot. Its refusals are final for the call (gated errors).
+// Every admitted attempt must be followed by leave.
+func (g *Gate) enter(ctx context.Context, cl *call) (ticket, error) {
+	t, err := g.clear(ctx, cl)
+	if err != nil {
+		return t, err
+	}
+	if err := g.slots.acquire(ctx, classOf(cl)); err != nil {
+		g.leave(t, cl, nil, err, false)
+		return t, err
+	}
+	return t, nil
+}
+
+// clear waits until GitHub is usable for cl, or says why it is not.
+func (g *Gate) clear(ctx context.Context, cl *call) (ticket, error) {
+	waitedForProbe := false
+	for {
+		g.mu.Lock()
+		now := g.now()
+		var wait time.Duration
+		var probe chan struct{}
+		switch {
+		case cl.token == "" && now.Before(g.limit.until):
+			// Only App calls: revocation authenticates with installation tokens, which GitHub counts elsewhere.
+			left := g.limit.until.Sub(now)
+			switch {
+			case !now.Before(g.limit.nextProbe):
+				g.limit.nextProbe = now.Add(limitProbeInterval)
+				g.mu.Unlock()
+				return ticket{}, nil
+			case left <= MaxGateWait && fits(ctx, left):
+				wait = left
+			default:
+				err := g.limitedErrorLocked(cl, now)
+				g.mu.Unlock()
+				return ticket{}, err
+			}
+		case !g.outage.since.IsZero() && g.outage.probe != nil && !waitedForProbe:
+			probe = g.outage.probe
+		case !g.outage.since.IsZero() && !waitedForProbe && !now.Before(g.outage.nextProbe):
+			g.outage.probe = make(chan struct{})
+			g.outage.nextProbe = now.Add(outageProbeInterval)
+			g.mu.Unlock()
+			return ticket{probe: true}, nil
+		case !g.outage.since.IsZero():
+			if left := g.outage.nextProbe.Sub(now); !waitedForProbe && left <= MaxGateWait && fits(ctx, left) {
+				wait = left
+				break
+			}
+			err := g.unavailableErrorLocked(cl, now)
+			g.mu.Unlock()
+			return ticket{}, err
+		default:
+			g.mu.Unlock()
+			return ticket{}, nil
+		}
+		g.mu.Unlock()
+
+		if probe != nil {
+			// Wait for the probe's outcome (bounded), then decide again: healthy, or fail fast.
+			waitedForProbe = true
+			timer := time.NewTimer(MaxGateWait)
+			select {
+			case <-probe:
+				timer.Stop()
+			case <-timer.C:
+			case <-ctx.Done():
+				timer.Stop()
+				return ticket{}, ctx.Err()
+			}
+			continue
+		}
+		if !sleep(ctx, wait) {
+			return ticket{}, ctx.Err()
+		}
+	}
+}
+
+// leave records an attempt's outcome (ans is the answer when GitHub sent one, also with err) and frees its slot.
+func (g *Gate) leave(t ticket, cl *call, ans *answer, err error, admitted bool) {
+	if admitted {
+		defer g.slots.release()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	var gerr *Error
+	errors.As(err, &gerr)
+	answered := ans != nil && (gerr == nil || gerr.Kind != KindUnavailable)
+	failed := gerr != nil && gerr.Kind == KindUnavailable && !isCertificateError(gerr.Err)
+
+	if t.probe || answered {
+		// A probe ends whatever its outcome; its waiters decide again.
+		if g.outage.probe != nil {
+			close(g.outage.probe)
+			g.outage.probe = nil
+		}
+	}
+	switch {
+	case answered:
+		g.endOutageLocked()
+	case failed:
+		if g.outage.failures == 0 {
+			g.outage.firstFailure = now
+		}
+		g.outage.failures++
+		if g.outage.failures >= outageThreshold && g.outage.since.IsZero() {
+			g.outage.since = g.outage.firstFailure
+			g.outage.nextProbe = now.Add(outageProbeInterval)
+		}
+	}
+
+	if ans != nil && cl.token == "" {
+		if rl, ok := parseRateLimit(ans.header); ok {
+			g.rate = rl
+		}
+		switch {
+		case gerr != nil && gerr.Kind == KindRateLimited:
+			d := gerr.RetryAfter
+			if d <= 0 {
+				d = secondaryLimitDefault
+			}
+			g.limit.until, g.limit.kind = now.Add(d), gerr.Limit
+			g.limit.nextProbe = now.Add(limitProbeInterval)
+		case gerr == nil:
+			// GitHub served an App call: any limit has been lifted.
+			g.limit.until = time.Time{}
+		}
+	}
+
+	switch {
+	case err == nil:
+		g.last.call, g.last.outcome = now, "ok"
+	case gerr != nil && (failed || gerr.Kind == KindRateLimited):
+		g.last.call, g.last.outcome = now, gerr.outcome()
+		g.last.failure, g.last.failureErr, g.last.requestID = now, gerr.Error(), gerr.RequestID
+	case gerr != nil:
+		g.last.call, g.last.outcome = now, gerr.outcome()
+	}
+}
+
+func (g *Gate) endOutageLocked() {
+	g.outage.failures = 0
+	g.outage.since, g.outage.firstFailure, g.outage.nextProbe = time.Time{}, time.Time{}, time.Time{}
+}
+
+// limitedErrorLocked is the refusal of an App call while a rate limit is in force.
+func (g *Gate) limitedErrorLocked(cl *call, now time.Time) *Error {
+	left := g.limit.until.Sub(now)
+	return &Error{
+		Kind: KindRateLimited, Method: cl.method, Path: cl.path, Limit: g.limit.kind,
+		Message: fmt.Sprintf("GitHub's %s rate limit for the App is in force until %s; the engine does not call "+
+			"GitHub for the App until then", g.limit.kind, g.limit.until.UTC().Format(time.RFC3339)),
+		RetryAfter: left, gated: true,
+	}
+}
+
+// unavailableErrorLocked is the fast refusal of a call while GitHub is failing.
+func (g *Gate) unavailableErrorLocked(cl *call, now time.Time) *Error {
+	return &Error{
+		Kind: KindUnavailable, Method: cl.method, Path: cl.path, Since: g.outage.since,
+		Message: fmt.Sprintf("GitHub unreachable since %s (%s); last error: %s",
+			g.outage.since.UTC().Format(time.RFC3339), now.Sub(g.outage.since).Round(time.Second), g.last.failureErr),
+		gated: true,
+	}
+}
+
+// parseRateLimit reads GitHub's X-RateLimit-* headers.
+func parseRateLimit(h http.Header) (RateLimit, bool) {
+	limit, err1 := strconv.Atoi(h.Get("X-RateLimit-Limit"))
+	remaining, err2 := strconv.Atoi(h.Get("X-RateLimit-Remaining"))
+	reset, err3 := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || limit < 0 || remaining < 0 {
+		return RateLimit{}, false
+	}
+	used, _ := strconv.Atoi(h.Get("X-RateLimit-Used"))
+	seen, err := http.ParseTime(h.Get("Date"))
+	if err != nil {
+		seen = time.Now()
+	}
+	return RateLimit{
+		Limit: limit, Remaining: remaining, Used: used, Reset: time.Unix(reset, 0),
+		Resource: h.Get("X-RateLimit-Resource"), Seen: seen,
+	}, true
+}
+
+// fits reports whether d passes before ctx's deadline (always, without one).
+func fits(ctx context.Context, d time.Duration) bool {
+	deadline, ok := ctx.Deadline()
+	return !ok || time.Until(deadline) > d
+}
+
+// sleep waits for d unless ctx ends first; it reports whether the full time passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// class sorts calls into the two queues of slots.
+type class int
+
+const (
+	classApp    class = iota // mints, lookups, listings: App-authenticated
+	classRevoke              // revocations: authenticated by the token itself
+)
+
+func classOf(cl *call) class {
+	if cl.token != "" {
+		return classRevoke
+	}
+	return classApp
+}
+
+// slots is a counting semaphore whose waiters are served in arrival order within each class, the two classes taking
+// turns when both wait: a storm of revocations cannot starve mints, nor the other way round.
+type slots struct {
+	mu       sync.Mutex
+	capacity int
+	inUse    int
+	waiting  [2][]*waiter
+	arrivals uint64
+	last     class // the class served last, while both wait
+	served   bool  // whether last is set
+}
+
+type waiter struct {
+	ready   chan struct{}
+	arrival uint64
+	granted bool // set under slots.mu when the slot is handed over
+}
+
+// acquire takes a slot, waiting in line until one is free or ctx ends.
+func (s *slots) acquire(ctx context.Context, c class) error {
+	s.mu.Lock()
+	if s.inUse < s.capacity && len(s.waiting[classApp])+len(s.waiting[classRevoke]) == 0 {
+		s.inUse++
+		s.mu.Unlock()
+		return nil
+	}
+	s.arrivals++
+	w := &waiter{ready: make(chan struct{}), arrival: s.arrivals}
+	s.waiting[c] = append(s.waiting[c], w)
+	s.mu.Unlock()
+
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if w.granted {
+			// Handed over as the context ended: pass it on.
+			s.inUse--
+			s.grantLocked()
+		} else {
+			for i, o := range s.waiting[c] {
+				if o == w {
+					s.waiting[c] = append(s.waiting[c][:i], s.waiting[c][i+1:]...)
+					break
+				}
+			}
+		}
+		return ctx.Err()
+	}
+}
+
+func (s *slots) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inUse--
+	s.grantLocked()
+}
+
+func (s *slots) setCapacity(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.capacity = n
+	s.grantLocked()
+}
+
+func (s *slots) usage() (inUse, capacity int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inUse, s.capacity
+}
+
+// grantLocked hands free slots to waiters: the one that came first, except that while both classes wait they take
+// turns.
+func (s *slots) grantLocked() {
+	for s.inUse < s.capacity {
+		app, revoke := len(s.waiting[classApp]) > 0, len(s.waiting[classRevoke]) > 0
+		var c class
+		switch {
+		case app && revoke && s.served:
+			c = 1 - s.last
+		case app && revoke:
+			c = classRevoke
+			if s.waiting[classApp][0].arrival < s.waiting[classRevoke][0].arrival {
+				c = classApp
+			}
+		case app:
+			c = classApp
+		case revoke:
+			c = classRevoke
+		default:
+			s.served = false
+			return
+		}
+		w := s.waiting[c][0]
+		s.waiting[c] = s.waiting[c][1:]
+		s.last, s.served = c, true
+		w.granted = true
+		s.inUse++
+		close(w.ready)
+	}
+}
