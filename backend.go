@@ -55,8 +55,6 @@ type backend struct {
 	revokers map[string]*github.Client
 	// gate is the mount's view of GitHub (rate limits, outages, calls in flight), shared by all its clients.
 	gate *github.Gate
-	// ttls caches the mount's lease TTLs, which a plugin reads from Vault over gRPC.
-	ttls *mountTTLs
 
 	roles     *roleCache
 	roleLocks []*locksutil.LockEntry
@@ -75,7 +73,9 @@ type appClient struct {
 // Factory builds and sets up the backend; Vault calls it when the plugin is mounted or loaded.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend()
-	if err := b.Setup(ctx, conf); err != nil {
+	c := *conf
+	c.System = newCachedSystemView(conf.System, b.now)
+	if err := b.Setup(ctx, &c); err != nil {
 		return nil, fmt.Errorf("setting up the GitHub App backend: %w", err)
 	}
 	return b, nil
@@ -89,7 +89,6 @@ func newBackend() *backend {
 		now:       time.Now,
 	}
 	b.gate = github.NewGate(github.DefaultMaxConcurrent, b.now)
-	b.ttls = &mountTTLs{backend: b}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -237,41 +236,4 @@ func userAgent() string {
 		v = "dev"
 	}
 	return github.DefaultUserAgent + "/" + v
-}
-
-// mountTTLsLifetime is how long the mount's TTLs are cached: a tune of the mount shows in mints within it. Vault
-// caps every lease to the mount's max TTL itself; the engine needs the TTLs for its warnings and its narrowing
-// ceiling.
-const mountTTLsLifetime = 10 * time.Second
-
-// mountTTLs caches the mount's default and max lease TTLs, so that a mint makes no gRPC call into Vault.
-type mountTTLs struct {
-	backend *backend
-
-	mu           sync.Mutex
-	dflt, maxTTL time.Duration
-	read         time.Time
-}
-
-// get returns the mount's default and max lease TTLs.
-func (m *mountTTLs) get() (defaultTTL, maxTTL time.Duration) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if now := m.backend.now(); m.read.IsZero() || now.Sub(m.read) > mountTTLsLifetime {
-		m.dflt, m.maxTTL, m.read = m.backend.System().DefaultLeaseTTL(), m.backend.System().MaxLeaseTTL(), now
-	}
-	return m.dflt, m.maxTTL
-}
-
-// defaultTTL returns the mount's default lease TTL.
-func (m *mountTTLs) defaultTTL() time.Duration {
-	d, _ := m.get()
-	return d
-}
-
-// forget drops the cached TTLs.
-func (m *mountTTLs) forget() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.read = time.Time{}
 }

@@ -179,7 +179,7 @@ func (e *testEnv) newBackend(tb testing.TB) *backend {
 // its cache of them expires.
 func (e *testEnv) tune(defaultTTL, maxTTL time.Duration) {
 	e.sys.DefaultLeaseTTLVal, e.sys.MaxLeaseTTLVal = defaultTTL, maxTTL
-	e.b.ttls.forget()
+	e.b.System().(*cachedSystemView).forget()
 }
 
 // restart replaces the backend by a new one on the same storage: what a plugin restart does. Nothing kept in memory

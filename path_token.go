@@ -159,7 +159,7 @@ func (b *backend) pathTokenWrite(ctx context.Context, req *logical.Request, d *f
 	if err != nil || r == nil {
 		return noRole(name, err)
 	}
-	tr, refused := narrow(r, d, b.ttls.defaultTTL)
+	tr, refused := narrow(r, d, b.System().DefaultLeaseTTL)
 	if refused != nil {
 		return refused.response(name)
 	}
@@ -422,10 +422,10 @@ func (b *backend) leaseResponse(roleName, baseURL string, installationID int64, 
 // mount's default is usually far above GitHub's hour.
 func (b *backend) leaseTTL(asked, remaining time.Duration) (time.Duration, []string) {
 	var warnings []string
-	defaultTTL, maxTTL := b.ttls.get()
+	maxTTL := b.System().MaxLeaseTTL()
 	ttl := asked
 	if ttl <= 0 {
-		ttl = defaultTTL
+		ttl = b.System().DefaultLeaseTTL()
 	}
 	if maxTTL > 0 && ttl > maxTTL {
 		if asked > 0 {

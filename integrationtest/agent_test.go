@@ -3,9 +3,15 @@ package integrationtest
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -33,74 +39,8 @@ func TestAgentTemplate(t *testing.T) {
 	v.cli(t, "write", mount+"/roles/ci", "owner="+acmeOwner, "repositories=api", "permissions=contents=read",
 		fmt.Sprintf("ttl=%ds", int(ttl.Seconds())))
 
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "vault-token")
-	source := filepath.Join(dir, "token.ctmpl")
-	destination := filepath.Join(dir, "github-token")
-	configFile := filepath.Join(dir, "agent.hcl")
-
-	// Agent logs in with a Vault token that has the README's read policy, from a file (auto_auth token_file).
-	policy := mount + "-agent"
-	if r := v.run(v.rootToken, readExample(t, "policy-ci-read.hcl", mount), "policy", "write", policy, "-"); r.err != nil {
-		t.Fatalf("%s", r)
-	}
-	t.Cleanup(func() { v.run(v.rootToken, "", "policy", "delete", policy) })
-	var created struct {
-		Auth struct {
-			ClientToken string `json:"client_token"`
-		} `json:"auth"`
-	}
-	v.cliJSON(t, v.rootToken, &created, "token", "create", "-format=json", "-policy="+policy, "-ttl=10m")
-	if err := os.WriteFile(tokenFile, []byte(created.Auth.ClientToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { v.run(v.rootToken, "", "token", "revoke", created.Auth.ClientToken) })
-
-	if err := os.WriteFile(source, []byte(readExample(t, "token.ctmpl", mount)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	config := readExample(t, "agent.hcl", "")
-	for _, r := range []struct{ example, ours string }{
-		{agentPlaceholders.address, v.addr},
-		{agentPlaceholders.tokenFile, tokenFile},
-		{agentPlaceholders.source, source},
-		{agentPlaceholders.destination, destination},
-	} {
-		if !strings.Contains(config, `"`+r.example+`"`) {
-			t.Fatalf("examples/agent.hcl no longer holds %q, which the test replaces: update agentPlaceholders", r.example)
-		}
-		config = strings.ReplaceAll(config, `"`+r.example+`"`, fmt.Sprintf("%q", r.ours))
-	}
-	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	// The agent's environment has no VAULT_* variables: the address must come from the example's vault stanza.
-	agent, err := startProc(dir, "vault-agent", cleanEnv(dir), v.bin, "agent", "-config="+configFile, "-log-level=debug")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopOnCleanup(t, agent, 80)
-
-	// renderedToken reads the destination: the token and when Agent wrote it.
-	renderedToken := func() (string, time.Time, error) {
-		if agent.exited() {
-			return "", time.Time{}, fmt.Errorf("vault agent exited: %v", agent.waitErr)
-		}
-		st, err := os.Stat(destination)
-		if err != nil {
-			return "", time.Time{}, err
-		}
-		data, err := os.ReadFile(destination)
-		if err != nil {
-			return "", time.Time{}, err
-		}
-		tok := strings.TrimSpace(string(data))
-		if tok == "" {
-			return "", time.Time{}, errors.New("the rendered file is empty")
-		}
-		return tok, st.ModTime(), nil
-	}
+	agent, renderedToken := startAgent(t, v, mount, v.addr)
+	destination := agent.destination
 
 	var first string
 	var firstAt time.Time
@@ -153,4 +93,160 @@ func TestAgentTemplate(t *testing.T) {
 	wait := time.Until(firstExpiry.Add(30 * time.Second))
 	gh.waitDead(t, first, wait, "the first token, after its lease ended")
 	t.Logf("the first token was dead at the emulator %s after its lease ended", time.Since(firstExpiry).Round(time.Millisecond))
+}
+
+// agentRun is a running Vault Agent with the README's example configuration.
+type agentRun struct {
+	*proc
+	destination string
+}
+
+// startAgent runs the README's Vault Agent example (examples/agent.hcl and examples/token.ctmpl, placeholders
+// replaced) against the Vault at addr, logged in with a Vault token that has the README's read policy. It returns
+// the agent and a function that reads the rendered token and when Agent wrote it.
+func startAgent(t *testing.T, v *vaultServer, mount, addr string) (*agentRun, func() (string, time.Time, error)) {
+	t.Helper()
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "vault-token")
+	source := filepath.Join(dir, "token.ctmpl")
+	destination := filepath.Join(dir, "github-token")
+	configFile := filepath.Join(dir, "agent.hcl")
+
+	// Agent logs in with a Vault token that has the README's read policy, from a file (auto_auth token_file).
+	policy := mount + "-agent"
+	if r := v.run(v.rootToken, readExample(t, "policy-ci-read.hcl", mount), "policy", "write", policy, "-"); r.err != nil {
+		t.Fatalf("%s", r)
+	}
+	t.Cleanup(func() { v.run(v.rootToken, "", "policy", "delete", policy) })
+	var created struct {
+		Auth struct {
+			ClientToken string `json:"client_token"`
+		} `json:"auth"`
+	}
+	v.cliJSON(t, v.rootToken, &created, "token", "create", "-format=json", "-policy="+policy, "-ttl=10m")
+	if err := os.WriteFile(tokenFile, []byte(created.Auth.ClientToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.run(v.rootToken, "", "token", "revoke", created.Auth.ClientToken) })
+
+	if err := os.WriteFile(source, []byte(readExample(t, "token.ctmpl", mount)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	config := readExample(t, "agent.hcl", "")
+	for _, r := range []struct{ example, ours string }{
+		{agentPlaceholders.address, addr},
+		{agentPlaceholders.tokenFile, tokenFile},
+		{agentPlaceholders.source, source},
+		{agentPlaceholders.destination, destination},
+	} {
+		if !strings.Contains(config, `"`+r.example+`"`) {
+			t.Fatalf("examples/agent.hcl no longer holds %q, which the test replaces: update agentPlaceholders", r.example)
+		}
+		config = strings.ReplaceAll(config, `"`+r.example+`"`, fmt.Sprintf("%q", r.ours))
+	}
+	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// The agent's environment has no VAULT_* variables: the address must come from the example's vault stanza.
+	p, err := startProc(dir, "vault-agent", cleanEnv(dir), v.bin, "agent", "-config="+configFile, "-log-level=debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopOnCleanup(t, p, 80)
+	agent := &agentRun{proc: p, destination: destination}
+
+	rendered := func() (string, time.Time, error) {
+		if agent.exited() {
+			return "", time.Time{}, fmt.Errorf("vault agent exited: %v", agent.waitErr)
+		}
+		st, err := os.Stat(destination)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		data, err := os.ReadFile(destination)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		tok := strings.TrimSpace(string(data))
+		if tok == "" {
+			return "", time.Time{}, errors.New("the rendered file is empty")
+		}
+		return tok, st.ModTime(), nil
+	}
+	return agent, rendered
+}
+
+// TestAgentBacksOffOnRateLimit watches Vault Agent through a proxy in front of Vault while GitHub limits the App
+// (a secondary limit with Retry-After: 5, renewed on every call). Agent's reads of the token path get 429 with
+// Retry-After (the mount lets the header through), and Agent mostly waits that long before reading again; once the
+// limit is lifted it renders the token. The README documents what this shows.
+func TestAgentBacksOffOnRateLimit(t *testing.T) {
+	s := requireStack(t)
+	v, gh := s.vault, s.gh
+	mount := limitsMount(t, s)
+	target, err := url.Parse(v.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	type seen struct {
+		at         time.Time
+		status     int
+		retryAfter string
+	}
+	var mu sync.Mutex
+	var reads []seen
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.URL.Path == "/v1/"+mount+"/token/ci" {
+			mu.Lock()
+			reads = append(reads, seen{time.Now(), resp.StatusCode, resp.Header.Get("Retry-After")})
+			mu.Unlock()
+		}
+		return nil
+	}
+	front := httptest.NewServer(proxy)
+	t.Cleanup(front.Close)
+
+	gh.setFaults(t, map[string]any{"secondary_rate_limit": 429, "retry_after": 5})
+	_, rendered := startAgent(t, v, mount, front.URL)
+	const watch = 13 * time.Second
+	time.Sleep(watch)
+	mu.Lock()
+	during := slices.Clone(reads)
+	mu.Unlock()
+	var gaps []time.Duration
+	for i, r := range during {
+		if r.status != http.StatusTooManyRequests || r.retryAfter == "" {
+			t.Errorf("Agent's read %d got HTTP %d, Retry-After %q; want 429 with Retry-After", i+1, r.status, r.retryAfter)
+		}
+		if i > 0 {
+			gaps = append(gaps, r.at.Sub(during[i-1].at).Round(10*time.Millisecond))
+		}
+	}
+	t.Logf("Agent read the token path %d times in %s while limited; gaps between reads: %v", len(during), watch, gaps)
+	// Vault's API client in Agent retries twice, each time after Retry-After; then Agent's template runner retries
+	// the whole read after its own backoff (250 ms, doubling up to a minute).
+	honoured := 0
+	for _, g := range gaps {
+		if g >= 4*time.Second {
+			honoured++
+		}
+	}
+	if len(during) < 2 || len(during) > 5 || honoured < len(gaps)/2 {
+		t.Errorf("Agent read %d times in %s with gaps %v: want it to wait the Retry-After of 5 s between most reads",
+			len(during), watch, gaps)
+	}
+
+	// GitHub lifts the limit: the mount's next probe sees it, and Agent renders on its next retry.
+	gh.admin(t, http.MethodPut, "/_fake/faults", map[string]any{}, nil)
+	lifted := time.Now()
+	var tok string
+	eventually(t, 15*time.Second, 250*time.Millisecond, "Agent renders the token after the limit is lifted", func() (err error) {
+		tok, _, err = rendered()
+		return err
+	})
+	t.Logf("Agent rendered the token %s after the limit was lifted", time.Since(lifted).Round(100*time.Millisecond))
+	gh.mustReach(t, tok, "api")
 }
