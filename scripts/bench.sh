@@ -14,6 +14,8 @@
 #   BENCH_STORM_TTL=30s         lease TTL of the storm role
 #   BENCH_STORM_WAIT=10m        the longest wait for the storm's revocations
 #   BENCH_GOBENCHTIME=2s        -benchtime of the Go benchmarks (0 skips them)
+#   BENCH_LIMITS=1              GitHub at its limits: the four scenarios of integrationtest/limits_test.go at full
+#                               size (secondary storm, primary limit, outage, cold burst; 0 skips them)
 #   BENCH_OUT=$BIN/bench        where the JSON results and report.md go
 #
 # A quick smoke run: BENCH_DURATION=2s BENCH_WARMUP=0s BENCH_STORM_COUNT=500 BENCH_STORM_TTL=5s \
@@ -32,6 +34,7 @@ BENCH_STORM_CONCURRENCY=${BENCH_STORM_CONCURRENCY:-16}
 BENCH_STORM_TTL=${BENCH_STORM_TTL:-30s}
 BENCH_STORM_WAIT=${BENCH_STORM_WAIT:-10m}
 BENCH_GOBENCHTIME=${BENCH_GOBENCHTIME:-2s}
+BENCH_LIMITS=${BENCH_LIMITS:-1}
 BENCH_OUT=${BENCH_OUT:-$BIN/bench}
 
 NOOP_NAME=bench-noop
@@ -47,7 +50,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 mkdir -p "$BENCH_OUT"
-rm -f "$BENCH_OUT"/{load.json,storm.json,gobench.txt,meta.txt,report.md}
+rm -f "$BENCH_OUT"/{load.json,storm.json,gobench.txt,limits.txt,meta.txt,report.md}
 
 log "building the load generator and the no-op plugin"
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$WORK/loadgen" ./bench/loadgen)
@@ -95,6 +98,15 @@ fi
 vault_version=$(vault version)
 stack_stop
 
+# The limit scenarios start a stack of their own (the integration tests' harness), after ours has stopped.
+if [ "$BENCH_LIMITS" != 0 ]; then
+	log "GitHub at its limits: secondary storm, primary limit, outage, cold burst (full size)"
+	(cd "$root" && LIMITS_SCENARIO=full VAULT_BIN="$VAULT_BIN" PLUGIN_BIN="$BIN/$PLUGIN_NAME" \
+		PLUGIN_VERSION="$PLUGIN_VERSION" FAKEGITHUB_BIN="$BIN/fakegithub" \
+		go test -count=1 -timeout 20m -run '^TestLimits' -v ./integrationtest/) 2>&1 |
+		tee "$BENCH_OUT/limits.log" | grep -o 'FIGURES .*' >"$BENCH_OUT/limits.txt" || log "the limit scenarios failed"
+fi
+
 # The Go benchmarks run after the stack has stopped, so that nothing else competes for the cores.
 if [ "$BENCH_GOBENCHTIME" != 0 ]; then
 	log "Go benchmarks (-benchtime $BENCH_GOBENCHTIME)"
@@ -127,6 +139,16 @@ report_args=(-mode report -meta "$BENCH_OUT/meta.txt")
 [ -s "$BENCH_OUT/storm.json" ] && report_args+=(-storm "$BENCH_OUT/storm.json")
 [ -s "$BENCH_OUT/gobench.txt" ] && report_args+=(-gobench "$BENCH_OUT/gobench.txt")
 "$WORK/loadgen" "${report_args[@]}" >"$BENCH_OUT/report.md"
+if [ -s "$BENCH_OUT/limits.txt" ]; then
+	{
+		echo
+		echo "#### GitHub at its limits (integrationtest/limits_test.go, LIMITS_SCENARIO=full)"
+		echo
+		echo "| scenario | figures |"
+		echo "|---|---|"
+		sed -E 's/^FIGURES scenario=([^ ]+) size=[^ ]+ (.*)$/| \1 | \2 |/' "$BENCH_OUT/limits.txt"
+	} >>"$BENCH_OUT/report.md"
+fi
 echo
 cat "$BENCH_OUT/report.md"
 log "report written to $BENCH_OUT/report.md"
