@@ -76,7 +76,7 @@ func (t Token) GoString() string { return t.String() }
 // the credentials.
 func (c *Client) App(ctx context.Context) (*App, error) {
 	var app App
-	if _, err := c.do(ctx, call{method: http.MethodGet, path: "/app", out: &app}); err != nil {
+	if _, err := c.do(ctx, call{method: http.MethodGet, route: "/app", path: "/app", out: &app}); err != nil {
 		return nil, err
 	}
 	return &app, nil
@@ -89,7 +89,7 @@ const MaxPages = 100
 // Installations lists the App's installations, all pages up to MaxPages (GET /app/installations). complete is false
 // when GitHub announced more pages than that.
 func (c *Client) Installations(ctx context.Context) (list []Installation, complete bool, err error) {
-	complete, err = c.pages(ctx, call{method: http.MethodGet, path: "/app/installations"}, func(cl *call) func() int {
+	complete, err = c.pages(ctx, call{method: http.MethodGet, route: "/app/installations", path: "/app/installations"}, func(cl *call) func() int {
 		var batch []Installation
 		cl.out = &batch
 		return func() int { list = append(list, batch...); return len(batch) }
@@ -101,7 +101,7 @@ func (c *Client) Installations(ctx context.Context) (list []Installation, comple
 func (c *Client) Installation(ctx context.Context, id int64) (*Installation, error) {
 	var in Installation
 	path := "/app/installations/" + strconv.FormatInt(id, 10)
-	if _, err := c.do(ctx, call{method: http.MethodGet, path: path, out: &in}); err != nil {
+	if _, err := c.do(ctx, call{method: http.MethodGet, route: "/app/installations/{installation_id}", path: path, out: &in}); err != nil {
 		return nil, err
 	}
 	return &in, nil
@@ -112,9 +112,9 @@ func (c *Client) Installation(ctx context.Context, id int64) (*Installation, err
 func (c *Client) FindInstallation(ctx context.Context, owner string) (*Installation, error) {
 	var in Installation
 	esc := url.PathEscape(owner)
-	_, err := c.do(ctx, call{method: http.MethodGet, path: "/orgs/" + esc + "/installation", out: &in})
+	_, err := c.do(ctx, call{method: http.MethodGet, route: "/orgs/{org}/installation", path: "/orgs/" + esc + "/installation", out: &in})
 	if KindOf(err) == KindNotFound {
-		_, err = c.do(ctx, call{method: http.MethodGet, path: "/users/" + esc + "/installation", out: &in})
+		_, err = c.do(ctx, call{method: http.MethodGet, route: "/users/{username}/installation", path: "/users/" + esc + "/installation", out: &in})
 	}
 	if err != nil {
 		return nil, err
@@ -126,7 +126,7 @@ func (c *Client) FindInstallation(ctx context.Context, owner string) (*Installat
 func (c *Client) CreateToken(ctx context.Context, installationID int64, req TokenRequest) (*Token, error) {
 	var tok Token
 	path := "/app/installations/" + strconv.FormatInt(installationID, 10) + "/access_tokens"
-	cl := call{method: http.MethodPost, path: path, out: &tok}
+	cl := call{method: http.MethodPost, route: "/app/installations/{installation_id}/access_tokens", path: path, out: &tok}
 	// GitHub accepts an empty body as "everything"; send one only when it narrows.
 	if len(req.Repositories) > 0 || len(req.RepositoryIDs) > 0 || len(req.Permissions) > 0 {
 		cl.body = req
@@ -140,7 +140,7 @@ func (c *Client) CreateToken(ctx context.Context, installationID int64, req Toke
 // RevokeToken revokes an installation token (DELETE /installation/token, authenticated by the token itself). A
 // token GitHub no longer accepts (401: expired or already revoked) counts as revoked.
 func (c *Client) RevokeToken(ctx context.Context, token string) error {
-	_, err := c.do(ctx, call{method: http.MethodDelete, path: "/installation/token", token: token})
+	_, err := c.do(ctx, call{method: http.MethodDelete, route: "/installation/token", path: "/installation/token", token: token})
 	if KindOf(err) == KindBadCredentials {
 		c.logger.Debug("github: token already expired or revoked")
 		return nil
@@ -153,7 +153,7 @@ func (c *Client) RevokeToken(ctx context.Context, token string) error {
 // mislead.
 func (c *Client) TokenRepositories(ctx context.Context, token string) ([]Repository, error) {
 	var all []Repository
-	cl := call{method: http.MethodGet, path: "/installation/repositories", token: token}
+	cl := call{method: http.MethodGet, route: "/installation/repositories", path: "/installation/repositories", token: token}
 	complete, err := c.pages(ctx, cl, func(cl *call) func() int {
 		var batch struct {
 			Repositories []Repository `json:"repositories"`

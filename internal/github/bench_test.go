@@ -34,7 +34,7 @@ func benchKey(b *testing.B) *rsa.PrivateKey {
 
 // BenchmarkJWTCached is the hot path of every App-authenticated call: the cached JWT is still good.
 func BenchmarkJWTCached(b *testing.B) {
-	s := newJWTSource(benchKey(b), 1001, "", time.Now)
+	s := newJWTSource(benchKey(b), 1001, "", time.Now, func() {})
 	if _, err := s.get(); err != nil {
 		b.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func BenchmarkJWTCached(b *testing.B) {
 // BenchmarkJWTCachedParallel is the same from 16 goroutines on two cores: the cost of the source's mutex when
 // many mints run at once.
 func BenchmarkJWTCachedParallel(b *testing.B) {
-	s := newJWTSource(benchKey(b), 1001, "", time.Now)
+	s := newJWTSource(benchKey(b), 1001, "", time.Now, func() {})
 	if _, err := s.get(); err != nil {
 		b.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func BenchmarkJWTCachedParallel(b *testing.B) {
 // renewal point before each get, so each one signs.
 func BenchmarkJWTSign(b *testing.B) {
 	now := time.Now()
-	s := newJWTSource(benchKey(b), 1001, "", func() time.Time { return now })
+	s := newJWTSource(benchKey(b), 1001, "", func() time.Time { return now }, func() {})
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {

@@ -145,7 +145,7 @@ func NewClient(o Options) (*Client, error) {
 		if o.AppID <= 0 && o.ClientID == "" {
 			return nil, errors.New("an app ID or a client ID is required with a private key")
 		}
-		c.jwt = newJWTSource(o.PrivateKey, o.AppID, o.ClientID, c.now)
+		c.jwt = newJWTSource(o.PrivateKey, o.AppID, o.ClientID, c.now, c.gate.obs.Signed)
 	}
 	return c, nil
 }
@@ -162,6 +162,15 @@ func (c *Client) JWTSignatures() int64 {
 		return 0
 	}
 	return c.jwt.signatures.Load()
+}
+
+// JWTExpiry returns when the cached App JWT expires (on GitHub's clock, as the client estimates it); zero when there
+// is none.
+func (c *Client) JWTExpiry() time.Time {
+	if c.jwt == nil {
+		return time.Time{}
+	}
+	return c.jwt.expiry()
 }
 
 // PossibleDuplicateTokens counts token requests retried after GitHub may have handled them: each may have left a
@@ -211,12 +220,16 @@ func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastR
 // call is one API operation.
 type call struct {
 	method string
+	route  string // the path's template, as GitHub documents it ("/app/installations/{installation_id}")
 	path   string // below the base URL, starting with "/"
 	query  url.Values
 	body   any    // JSON-encoded when not nil
 	token  string // installation token; empty means the App JWT
 	out    any    // decoded from a 2xx JSON answer when not nil
 }
+
+// endpoint names the call for metrics: its method and route template.
+func (cl *call) endpoint() string { return cl.method + " " + cl.route }
 
 // answer is what do hands back on success.
 type answer struct {
@@ -248,8 +261,14 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 		if err != nil {
 			return nil, err
 		}
+		started := time.Now()
 		ans, err := c.attempt(ctx, cl, body)
 		c.gate.leave(t, &cl, ans, err, true)
+		status := 0
+		if ans != nil {
+			status = ans.status
+		}
+		c.gate.obs.Attempt(cl.endpoint(), status, time.Since(started))
 		if err == nil {
 			return ans, nil
 		}
@@ -269,6 +288,7 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 			wait = backoff(attempt)
 			if cl.method == http.MethodPost && !isDialError(gerr.Err) {
 				c.possibleDuplicates.Add(1)
+				c.gate.obs.PossibleDuplicate()
 				c.logger.Warn("github: retrying a token request whose answer was lost; GitHub may have issued a "+
 					"possible duplicate token that no lease holds (it expires within the hour)",
 					"path", cl.path, "status", gerr.StatusCode)
@@ -277,6 +297,7 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 			gerr.RetryAfter > 0 && gerr.RetryAfter <= MaxGateWait && fits(ctx, gerr.RetryAfter):
 			// The limit ends soon: the Gate, which has learned it, holds the retry until then. A longer limit is
 			// GitHub's own refusal, returned as it is.
+			c.gate.obs.Retry(cl.endpoint(), gerr.Kind)
 			continue
 		default:
 			if gerr.Kind == KindUnavailable {
@@ -289,6 +310,7 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 		}
 		c.logger.Debug("github: retrying", "method", cl.method, "path", cl.path, "status", gerr.StatusCode,
 			"kind", gerr.Kind.String(), "attempt", attempt+1, "wait", wait)
+		c.gate.obs.Retry(cl.endpoint(), gerr.Kind)
 		if !sleep(ctx, wait) {
 			return nil, err
 		}

@@ -74,6 +74,7 @@ type GateStatus struct {
 type Gate struct {
 	slots slots
 	now   func() time.Time
+	obs   Observer
 
 	mu    sync.Mutex
 	rate  RateLimit
@@ -99,9 +100,17 @@ func NewGate(capacity int, now func() time.Time) *Gate {
 	if now == nil {
 		now = time.Now
 	}
-	g := &Gate{now: now}
+	g := &Gate{now: now, obs: nopObserver{}}
 	g.SetCapacity(capacity)
 	return g
+}
+
+// Observe sets who hears what the Gate and the clients going through it do. Call it before the Gate is used.
+func (g *Gate) Observe(o Observer) {
+	if o == nil {
+		o = nopObserver{}
+	}
+	g.obs = o
 }
 
 // SetCapacity changes how many calls may be in flight; calls in flight above a lowered capacity finish first.
@@ -162,9 +171,18 @@ type ticket struct {
 func (g *Gate) enter(ctx context.Context, cl *call) (ticket, error) {
 	t, err := g.clear(ctx, cl)
 	if err != nil {
+		var gerr *Error
+		if errors.As(err, &gerr) && gerr.gated {
+			g.obs.Refused(cl.endpoint(), gerr.Kind)
+		}
 		return t, err
 	}
-	if err := g.slots.acquire(ctx, classOf(cl)); err != nil {
+	start := time.Now()
+	waited, err := g.slots.acquire(ctx, classOf(cl))
+	if waited {
+		g.obs.Waited("concurrency", time.Since(start))
+	}
+	if err != nil {
 		g.leave(t, cl, nil, err, false)
 		return t, err
 	}
@@ -216,6 +234,7 @@ func (g *Gate) clear(ctx context.Context, cl *call) (ticket, error) {
 		}
 		g.mu.Unlock()
 
+		start := time.Now()
 		if probe != nil {
 			// Wait for the probe's outcome (bounded), then decide again: healthy, or fail fast.
 			waitedForProbe = true
@@ -228,9 +247,16 @@ func (g *Gate) clear(ctx context.Context, cl *call) (ticket, error) {
 				timer.Stop()
 				return ticket{}, ctx.Err()
 			}
+			g.obs.Waited("outage", time.Since(start))
 			continue
 		}
-		if !sleep(ctx, wait) {
+		slept := sleep(ctx, wait)
+		reason := "rate_limit"
+		if cl.token != "" || !g.limitedAt(start) {
+			reason = "outage"
+		}
+		g.obs.Waited(reason, time.Since(start))
+		if !slept {
 			return ticket{}, ctx.Err()
 		}
 	}
@@ -297,6 +323,13 @@ func (g *Gate) leave(t ticket, cl *call, ans *answer, err error, admitted bool) 
 	case gerr != nil:
 		g.last.call, g.last.outcome = now, gerr.outcome()
 	}
+}
+
+// limitedAt reports whether a rate limit was in force at t.
+func (g *Gate) limitedAt(t time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return t.Before(g.limit.until)
 }
 
 func (g *Gate) endOutageLocked() {
@@ -398,13 +431,13 @@ type waiter struct {
 	granted bool // set under slots.mu when the slot is handed over
 }
 
-// acquire takes a slot, waiting in line until one is free or ctx ends.
-func (s *slots) acquire(ctx context.Context, c class) error {
+// acquire takes a slot, waiting in line until one is free or ctx ends; waited reports whether it had to wait.
+func (s *slots) acquire(ctx context.Context, c class) (waited bool, err error) {
 	s.mu.Lock()
 	if s.inUse < s.capacity && len(s.waiting[classApp])+len(s.waiting[classRevoke]) == 0 {
 		s.inUse++
 		s.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	s.arrivals++
 	w := &waiter{ready: make(chan struct{}), arrival: s.arrivals}
@@ -413,7 +446,7 @@ func (s *slots) acquire(ctx context.Context, c class) error {
 
 	select {
 	case <-w.ready:
-		return nil
+		return true, nil
 	case <-ctx.Done():
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -429,7 +462,7 @@ func (s *slots) acquire(ctx context.Context, c class) error {
 				}
 			}
 		}
-		return ctx.Err()
+		return true, ctx.Err()
 	}
 }
 

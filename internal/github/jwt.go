@@ -25,6 +25,7 @@ type jwtSource struct {
 	key    *rsa.PrivateKey
 	issuer any // client ID (string) or app ID (int64); GitHub accepts both
 	now    func() time.Time
+	onSign func() // told of every signature
 
 	mu      sync.Mutex
 	skew    time.Duration
@@ -34,8 +35,8 @@ type jwtSource struct {
 	signatures atomic.Int64
 }
 
-func newJWTSource(key *rsa.PrivateKey, appID int64, clientID string, now func() time.Time) *jwtSource {
-	s := &jwtSource{key: key, now: now}
+func newJWTSource(key *rsa.PrivateKey, appID int64, clientID string, now func() time.Time, onSign func()) *jwtSource {
+	s := &jwtSource{key: key, now: now, onSign: onSign}
 	if clientID != "" {
 		s.issuer = clientID
 	} else {
@@ -64,8 +65,19 @@ func (s *jwtSource) get() (string, error) {
 		return "", fmt.Errorf("signing the App JWT: %w", err)
 	}
 	s.signatures.Add(1)
+	s.onSign()
 	s.token, s.expires = signed, exp
 	return signed, nil
+}
+
+// expiry returns when the cached JWT expires on GitHub's clock; zero when none is cached.
+func (s *jwtSource) expiry() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.token == "" {
+		return time.Time{}
+	}
+	return s.expires
 }
 
 // correct records GitHub's clock, as read from a Date header, and drops the cached JWT so that the next get signs

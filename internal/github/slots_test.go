@@ -13,7 +13,7 @@ import (
 func TestSlotsTakeTurns(t *testing.T) {
 	var s slots
 	s.setCapacity(1)
-	if err := s.acquire(t.Context(), classApp); err != nil {
+	if _, err := s.acquire(t.Context(), classApp); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -29,7 +29,7 @@ func TestSlotsTakeTurns(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.acquire(t.Context(), w.c); err != nil {
+			if _, err := s.acquire(t.Context(), w.c); err != nil {
 				t.Error(err)
 				return
 			}
@@ -63,12 +63,12 @@ func TestSlotsTakeTurns(t *testing.T) {
 func TestSlotsDeadline(t *testing.T) {
 	var s slots
 	s.setCapacity(1)
-	if err := s.acquire(t.Context(), classApp); err != nil {
+	if _, err := s.acquire(t.Context(), classApp); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
-	if err := s.acquire(ctx, classApp); err == nil {
+	if _, err := s.acquire(ctx, classApp); err == nil {
 		t.Fatal("acquired a slot that was taken")
 	}
 	s.mu.Lock()
@@ -78,7 +78,7 @@ func TestSlotsDeadline(t *testing.T) {
 		t.Fatalf("%d waiters left in line after their deadline", left)
 	}
 	s.release()
-	if err := s.acquire(t.Context(), classRevoke); err != nil {
+	if _, err := s.acquire(t.Context(), classRevoke); err != nil {
 		t.Fatal(err)
 	}
 	s.release()
