@@ -199,11 +199,7 @@ func normalizeRoleRepositoryIDs(in []string, templated bool) (ids []int64, templ
 		id, err := strconv.ParseInt(entry, 10, 64)
 		switch {
 		case err != nil:
-			msg := fmt.Sprintf("repository_ids holds %q: expected positive repository IDs in decimal", entry)
-			if isTemplate(entry) {
-				msg += "; identity templates are accepted only on roles with templated=true"
-			}
-			problems = append(problems, msg)
+			problems = append(problems, fmt.Sprintf("repository_ids holds %q: expected positive repository IDs in decimal%s", entry, templateHint(entry)))
 		case id <= 0:
 			problems = append(problems, fmt.Sprintf("repository_ids holds %d: expected positive repository IDs", id))
 		case !seenID[id]:
@@ -239,9 +235,9 @@ func (b *backend) renderRole(req *logical.Request, roleName string, r *role) (*r
 		return logical.CodedError(http.StatusForbidden, fmt.Sprintf("role %q: ", roleName)+fmt.Sprintf(format, args...)+"; no token was minted")
 	}
 	if req.EntityID == "" {
-		return nil, refuse("%s is an identity template, and the request's Vault token has no identity entity to render "+
-			"it with (root tokens and tokens made with vault token create have none): log in through an auth method, "+
-			"such as jwt, whose login creates an entity", joinItems(templates))
+		return nil, refuse("it holds identity templates (%s), which render from the caller's identity entity, and the "+
+			"request's Vault token has none (root tokens and tokens made with vault token create have none): log in "+
+			"through an auth method, such as jwt, whose login creates an entity", joinItems(templates))
 	}
 	entity, err := b.System().EntityInfo(req.EntityID)
 	if err != nil {

@@ -292,8 +292,8 @@ func TestTemplateRendering(t *testing.T) {
 		name, role, entity string
 		wants              []string
 	}{
-		{"no entity", "ci", "", []string{`role "ci": repositories "` + tplRepository + `" is an identity template`,
-			"has no identity entity", "root tokens", "no token was minted"}},
+		{"no entity", "ci", "", []string{`role "ci": it holds identity templates (repositories "` + tplRepository + `")`,
+			"the request's Vault token has none", "root tokens", "no token was minted"}},
 		{"unknown entity", "ci", "gone", []string{"identity entity gone was not found"}},
 		{"another owner", "ci", "other", []string{`repositories template "` + tplRepository + `" rendered "other/x", whose owner "other" is not the role's owner "acme"`}},
 		{"no alias on the accessor", "ci", "noalias", []string{`repositories template "` + tplRepository + `" cannot be rendered`,
@@ -315,6 +315,17 @@ func TestTemplateRendering(t *testing.T) {
 			t.Log(msg)
 			wantContains(t, msg, tt.wants...)
 		})
+	}
+
+	// No token reaches the log, or a response or error outside the token field.
+	e.mu.Lock()
+	outputs := strings.Join(e.outputs, "\n")
+	e.mu.Unlock()
+	logs := e.logs.String()
+	for _, tok := range e.gh.Tokens() {
+		if strings.Contains(outputs, tok.Value) || strings.Contains(logs, tok.Value) {
+			t.Errorf("a token (%d chars) leaked into a response, an error or the log", len(tok.Value))
+		}
 	}
 }
 
@@ -371,7 +382,7 @@ func TestTemplateNarrowing(t *testing.T) {
 		{"api", map[string]any{"repositories": "API"}, 400, []string{`repository "API" is spelled "api" in the role`}},
 		{"api", map[string]any{"repositories": "acme/api"}, 400, []string{`write the name without its owner`}},
 		{"upper", map[string]any{"repositories": "web"}, 400, []string{`repository "web" is spelled "Web" in the role`}},
-		{"", map[string]any{"repositories": "infra"}, 403, []string{"has no identity entity"}},
+		{"", map[string]any{"repositories": "infra"}, 403, []string{"the request's Vault token has none"}},
 		{"other", map[string]any{"repositories": "infra"}, 403, []string{`whose owner "other" is not the role's owner`}},
 	}
 	for _, tt := range tests {

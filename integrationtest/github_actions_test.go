@@ -352,8 +352,8 @@ func TestGitHubActionsOIDC(t *testing.T) {
 	})
 
 	t.Run("no entity", func(t *testing.T) {
-		want := []string{`role "ci": repositories "` + wantTemplate + `" is an identity template`, "has no identity entity",
-			"log in through an auth method"}
+		want := []string{`role "ci": it holds identity templates (repositories "` + wantTemplate + `")`,
+			"the request's Vault token has none", "log in through an auth method"}
 		mustRefuse(t, "root token", v.rootToken, "token/ci", want...)
 		mustRefuse(t, "token from vault token create", tokenWithExamplePolicy(t, v, mount, "policy-ci-read.hcl"), "token/ci", want...)
 	})
