@@ -3,6 +3,7 @@ package githubapp
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,11 +30,23 @@ type role struct {
 	RepositoryIDs []int64           `json:"repository_ids,omitempty"`
 	Permissions   map[string]string `json:"permissions,omitempty"`
 	TTL           time.Duration     `json:"ttl,omitempty"`
+
+	// Templated lets Owner, Repositories and RepositoryIDTemplates hold identity templates, rendered at each mint
+	// from the caller's entity (identity_template.go). On a plain role nothing is ever interpreted.
+	Templated bool `json:"templated,omitempty"`
+	// RepositoryIDTemplates are the templated entries of repository_ids; literal IDs stay in RepositoryIDs.
+	RepositoryIDTemplates []string `json:"repository_id_templates,omitempty"`
+
+	// ownerFromTemplate marks a role rendered for one request whose owner came from a template: it names no one
+	// account to pin. Never stored.
+	ownerFromTemplate bool
 }
 
 // limitsRepositories reports whether the role names repositories; without, its tokens reach every repository of
 // the installation.
-func (r *role) limitsRepositories() bool { return len(r.Repositories) > 0 || len(r.RepositoryIDs) > 0 }
+func (r *role) limitsRepositories() bool {
+	return len(r.Repositories) > 0 || len(r.RepositoryIDs) > 0 || len(r.RepositoryIDTemplates) > 0
+}
 
 // repository finds name among the role's repositories as GitHub compares them (ignoring case). It returns the
 // role's spelling, and whether name is spelled exactly so; "" when the role does not hold it.
@@ -55,6 +68,15 @@ repositories and permissions that tokens minted for the role may carry, and to t
 Empty repositories and repository_ids mean every repository the installation can reach; empty permissions mean every
 permission the installation has. Reading token/<role> mints a token with the role's whole scope; writing to it asks
 for less.
+
+With templated=true, owner, repositories and repository_ids may hold Vault identity templates, rendered at each mint
+from the caller's identity entity, such as
+repositories={{identity.entity.aliases.<jwt mount accessor>.metadata.repository}} with a JWT auth role that maps
+GitHub Actions' repository claim with claim_mappings: one role then gives every workflow a token for its own
+repository. Each template renders to one value; a rendered owner/name is accepted when its owner is the role's. A
+caller without an entity, a template that renders empty, or a rendered value that is not a valid login, name or ID
+is refused with 403, never given a wider token. A templated owner pins no account. On a role without templated=true,
+braces are never interpreted.
 `
 	pathRolesListHelpSynopsis    = "List the roles."
 	pathRolesListHelpDescription = "List the names of the roles defined on this mount."
@@ -76,21 +98,22 @@ func roleFields() map[string]*framework.FieldSchema {
 		},
 		"owner": {
 			Type:        framework.TypeString,
-			Description: "The organization or user login the App is installed on; the installation is looked up at GitHub and cached. The first mint pins the GitHub account the login names; writing owner again accepts a new account. Exactly one of installation_id and owner is required.",
+			Description: "The organization or user login the App is installed on; the installation is looked up at GitHub and cached per login. The first mint pins the GitHub account the login names; writing owner again accepts a new account. Exactly one of installation_id and owner is required. On a templated role, owner may be an identity template such as {{identity.entity.aliases.<mount accessor>.metadata.repository_owner}}, rendered at each mint; a templated owner pins no account.",
 			DisplayAttrs: &framework.DisplayAttributes{
 				Name: "Owner",
 			},
 		},
 		"repositories": {
 			Type:        framework.TypeCommaStringSlice,
-			Description: "Names of the repositories a token may cover, without the owner. Empty means every repository the installation can reach. At most 500 names and IDs together.",
+			Description: "Names of the repositories a token may cover, without the owner. Empty means every repository the installation can reach. At most 500 names and IDs together. On a templated role, an entry may be an identity template such as {{identity.entity.aliases.<mount accessor>.metadata.repository}}, rendered at each mint to one name, or to owner/name when the owner is the role's.",
 			DisplayAttrs: &framework.DisplayAttributes{
 				Name: "Repositories",
 			},
 		},
 		"repository_ids": {
-			Type:        framework.TypeCommaIntSlice,
-			Description: "IDs of the repositories a token may cover. Empty means every repository the installation can reach. At most 500 names and IDs together.",
+			// Strings, so that a templated role can hold templates; role writes accept only decimal IDs otherwise.
+			Type:        framework.TypeCommaStringSlice,
+			Description: "IDs of the repositories a token may cover, in decimal. Empty means every repository the installation can reach. At most 500 names and IDs together. On a templated role, an entry may be an identity template such as {{identity.entity.aliases.<mount accessor>.metadata.repository_id}}, rendered at each mint to one ID.",
 			DisplayAttrs: &framework.DisplayAttributes{
 				Name: "Repository IDs",
 			},
@@ -100,6 +123,14 @@ func roleFields() map[string]*framework.FieldSchema {
 			Description: "The permissions a token may carry, as name=level pairs such as contents=read or pull_requests=write. Levels are read, write or admin, as GitHub allows for each permission. Empty means every permission of the installation.",
 			DisplayAttrs: &framework.DisplayAttributes{
 				Name: "Permissions",
+			},
+		},
+		"templated": {
+			Type:        framework.TypeBool,
+			Description: "Whether owner, repositories and repository_ids may hold Vault identity templates ({{identity.entity.name}}, {{identity.entity.metadata.<key>}}, {{identity.entity.aliases.<mount accessor>.metadata.<key>}}, {{identity.groups.names.<group>.name}} and the like), rendered at each mint from the caller's identity entity. A caller without an entity, a template that renders empty, or a rendered value that is not a valid login, repository name or ID is refused with 403. Defaults to false, where braces are never interpreted.",
+			Default:     false,
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "Templated",
 			},
 		},
 		"ttl": {
@@ -214,8 +245,11 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if problems := applyRoleFields(r, d, resp); len(problems) > 0 {
 		return logical.ErrorResponse("role %q: %s", name, joinItems(problems)), nil
 	}
-	if len(r.Repositories) == 0 && len(r.RepositoryIDs) == 0 {
+	if !r.limitsRepositories() {
 		resp.AddWarning("repositories and repository_ids are empty: tokens from this role reach every repository the installation can reach")
+	}
+	if r.Templated && len(r.templates()) == 0 {
+		resp.AddWarning("templated is true, but no field holds an identity template ({{...}}): every caller gets the same scope")
 	}
 	if len(r.Permissions) == 0 {
 		resp.AddWarning("permissions is empty: tokens from this role carry every permission of the installation")
@@ -242,6 +276,10 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 // returns one message per problem.
 func applyRoleFields(r *role, d *framework.FieldData, resp *logical.Response) []string {
 	var problems []string
+	wasTemplated := r.Templated
+	if v, ok := d.GetOk("templated"); ok {
+		r.Templated = v.(bool)
+	}
 	id, idGiven := d.GetOk("installation_id")
 	owner, ownerGiven := d.GetOk("owner")
 	// Setting one binding replaces the other, so a role can move from owner to installation_id in one write.
@@ -267,8 +305,14 @@ func applyRoleFields(r *role, d *framework.FieldData, resp *logical.Response) []
 	switch {
 	case r.InstallationID < 0:
 		problems = append(problems, fmt.Sprintf("installation_id %d is invalid: expected a positive installation ID (see LIST installations)", r.InstallationID))
+	case r.Templated && isTemplate(r.Owner):
+		problem, warnings := checkTemplate(ownerTemplateField, r.Owner)
+		if problem != "" {
+			problems = append(problems, problem)
+		}
+		addWarnings(resp, warnings)
 	case r.Owner != "" && !ownerPattern.MatchString(r.Owner):
-		problems = append(problems, fmt.Sprintf("owner %q is invalid: expected a GitHub organization or user login (letters, digits, hyphens)", r.Owner))
+		problems = append(problems, fmt.Sprintf("owner %q is invalid: expected a GitHub organization or user login (letters, digits, hyphens)%s", r.Owner, templateHint(r.Owner)))
 	case r.InstallationID == 0 && r.Owner == "":
 		problems = append(problems, "installation_id or owner is required: give the installation's ID or the login it is installed on")
 	}
@@ -277,19 +321,35 @@ func applyRoleFields(r *role, d *framework.FieldData, resp *logical.Response) []
 		if n := len(v.([]string)); n > maxRepositories {
 			return append(problems, tooManyEntries("repositories", n).Error())
 		}
-		names, errs := normalizeRepositories(v.([]string), r.Owner)
+		var names, errs, warnings []string
+		if r.Templated {
+			names, errs, warnings = normalizeTemplatedRepositories(v.([]string), r.Owner)
+		} else {
+			names, errs = normalizeRepositories(v.([]string), r.Owner)
+			if slices.ContainsFunc(v.([]string), isTemplate) {
+				errs = append(errs, "repositories holds an identity template"+templateHint("{{"))
+			}
+		}
 		problems = append(problems, errs...)
+		addWarnings(resp, warnings)
 		r.Repositories = names
 	}
 	if v, ok := d.GetOk("repository_ids"); ok {
-		if n := len(v.([]int)); n > maxRepositories {
+		if n := len(v.([]string)); n > maxRepositories {
 			return append(problems, tooManyEntries("repository_ids", n).Error())
 		}
-		ids, errs := normalizeRepositoryIDs(v.([]int))
+		ids, templates, errs, warnings := normalizeRoleRepositoryIDs(v.([]string), r.Templated)
 		problems = append(problems, errs...)
-		r.RepositoryIDs = ids
+		addWarnings(resp, warnings)
+		r.RepositoryIDs, r.RepositoryIDTemplates = ids, templates
 	}
-	if n := len(r.Repositories) + len(r.RepositoryIDs); n > maxRepositories {
+	if wasTemplated && !r.Templated {
+		if t := r.templates(); len(t) > 0 {
+			problems = append(problems, fmt.Sprintf("templated=false, but the role holds identity templates (%s): write "+
+				"literal values for those fields in the same write, or keep templated=true", joinItems(t)))
+		}
+	}
+	if n := len(r.Repositories) + len(r.RepositoryIDs) + len(r.RepositoryIDTemplates); n > maxRepositories {
 		problems = append(problems, fmt.Sprintf("repositories and repository_ids name %d repositories: GitHub accepts at most %d in one token", n, maxRepositories))
 	}
 
@@ -311,13 +371,30 @@ func applyRoleFields(r *role, d *framework.FieldData, resp *logical.Response) []
 	return problems
 }
 
+func addWarnings(resp *logical.Response, warnings []string) {
+	for _, w := range warnings {
+		resp.AddWarning(w)
+	}
+}
+
 func (r *role) toResponseData() map[string]any {
 	repos := r.Repositories
 	if repos == nil {
 		repos = []string{}
 	}
-	ids := r.RepositoryIDs
-	if ids == nil {
+	var ids any = r.RepositoryIDs
+	switch {
+	case len(r.RepositoryIDTemplates) > 0:
+		// Templates as written, after the literal IDs.
+		mixed := make([]any, 0, len(r.RepositoryIDs)+len(r.RepositoryIDTemplates))
+		for _, id := range r.RepositoryIDs {
+			mixed = append(mixed, id)
+		}
+		for _, t := range r.RepositoryIDTemplates {
+			mixed = append(mixed, t)
+		}
+		ids = mixed
+	case r.RepositoryIDs == nil:
 		ids = []int64{}
 	}
 	perms := r.Permissions
@@ -332,6 +409,7 @@ func (r *role) toResponseData() map[string]any {
 		"repository_ids":  ids,
 		"permissions":     perms,
 		"ttl":             int64(r.TTL.Seconds()),
+		"templated":       r.Templated,
 	}
 }
 

@@ -95,7 +95,7 @@ func TestRoleLifecycle(t *testing.T) {
 		"installation_id": int64(0), "owner": "acme", "account_id": int64(0),
 		"repositories": []string{"api", "web"}, "repository_ids": []int64{3003},
 		"permissions": map[string]string{"contents": "read", "pull_requests": "write"},
-		"ttl":         int64(900),
+		"ttl":         int64(900), "templated": false,
 	}
 	resp, err = e.do(logical.ReadOperation, "roles/ci", nil)
 	mustOK(t, resp, err)

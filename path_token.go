@@ -145,6 +145,9 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 	if err != nil || r == nil {
 		return noRole(name, err)
 	}
+	if r, err = b.renderRole(req, name, r); err != nil {
+		return nil, err
+	}
 	resp, err := b.mint(ctx, req.Storage, name, r, r.request())
 	if err != nil {
 		return failed(err)
@@ -158,6 +161,9 @@ func (b *backend) pathTokenWrite(ctx context.Context, req *logical.Request, d *f
 	r, err := b.roles.get(ctx, req.Storage, name)
 	if err != nil || r == nil {
 		return noRole(name, err)
+	}
+	if r, err = b.renderRole(req, name, r); err != nil {
+		return nil, err
 	}
 	tr, refused := narrow(r, d, b.System().DefaultLeaseTTL)
 	if refused != nil {
@@ -277,6 +283,7 @@ func (b *backend) installation(ctx context.Context, s logical.Storage, c *appCli
 		return in, githubError(err, opLookup, fmt.Sprintf("finding the installation of owner %q", r.Owner), adviceArgs{owner: r.Owner})
 	}
 	switch {
+	case r.ownerFromTemplate: // each caller may name another account: nothing to pin (identity_template.go)
 	case r.AccountID == 0:
 		b.pinAccount(ctx, s, roleName, r.Owner, in.accountID)
 	case r.AccountID != in.accountID:

@@ -80,24 +80,6 @@ func normalizeRepositories(in []string, roleOwner string) ([]string, []string) {
 	return out, problems
 }
 
-func normalizeRepositoryIDs(in []int) ([]int64, []string) {
-	var out []int64
-	var problems []string
-	seen := map[int64]bool{}
-	for _, v := range in {
-		id := int64(v)
-		if id <= 0 {
-			problems = append(problems, fmt.Sprintf("repository_ids holds %d: expected positive repository IDs", id))
-			continue
-		}
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out, problems
-}
-
 // normalizePermissions checks names and levels against GitHub's documented table. Malformed names are errors with a
 // suggestion; well-formed names GitHub does not (yet) document are accepted with a warning.
 func normalizePermissions(in map[string]string) (map[string]string, []string, []string) {

@@ -228,12 +228,13 @@ type fakeGitHub struct {
 	http    *http.Client
 }
 
-// startFakeGitHub starts the emulator with its built-in fixture and a generated App key on a free loopback port.
-func startFakeGitHub(bin, dir string) (*fakeGitHub, error) {
+// startFakeGitHub starts the emulator with its built-in fixture (or what extraArgs such as -fixture give) and a
+// generated App key on a free loopback port.
+func startFakeGitHub(bin, dir string, extraArgs ...string) (*fakeGitHub, error) {
 	keyFile := filepath.Join(dir, "app.private-key.pem")
 	addrFile := filepath.Join(dir, "github.addr")
 	p, err := startProc(dir, "fakegithub", cleanEnv(dir), bin,
-		"-listen", "127.0.0.1:0", "-generate-key", keyFile, "-addr-file", addrFile)
+		append([]string{"-listen", "127.0.0.1:0", "-generate-key", keyFile, "-addr-file", addrFile}, extraArgs...)...)
 	if err != nil {
 		return nil, err
 	}
