@@ -55,6 +55,8 @@ type backend struct {
 	revokers map[string]*github.Client
 	// gate is the mount's view of GitHub (rate limits, outages, calls in flight), shared by all its clients.
 	gate *github.Gate
+	// metrics is the mount's registry (path_metrics.go): one per mount, since one plugin process serves many.
+	metrics *metrics
 
 	roles     *roleCache
 	roleLocks []*locksutil.LockEntry
@@ -89,6 +91,7 @@ func newBackend() *backend {
 		now:       time.Now,
 	}
 	b.gate = github.NewGate(github.DefaultMaxConcurrent, b.now)
+	b.metrics = newMetrics(b.gate)
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -98,7 +101,7 @@ func newBackend() *backend {
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b)},
 			pathRoles(b),
-			[]*framework.Path{pathToken(b), pathInstallations(b)},
+			[]*framework.Path{pathToken(b), pathInstallations(b), pathStatus(b), pathMetrics(b)},
 		),
 		Secrets:        []*framework.Secret{secretToken(b)},
 		Invalidate:     b.invalidate,

@@ -102,7 +102,7 @@ func githubError(err error, op operation, doing string, args adviceArgs) error {
 	if check != "" {
 		msg += " (" + check + ")"
 	}
-	f := &failure{status: status, msg: msg}
+	f := &failure{status: status, kind: kindLabel(gerr.Kind), msg: msg}
 	if gerr.Kind == github.KindRateLimited {
 		f.retryAfter = gerr.RetryAfter
 	}
@@ -113,12 +113,29 @@ func githubError(err error, op operation, doing string, args adviceArgs) error {
 // a logical.HTTPCodedError), and for a rate limit, when to come back.
 type failure struct {
 	status     int
+	kind       string // for metrics: GitHub's kind of failure, or what the engine refused (over_grant, ...)
 	msg        string
 	retryAfter time.Duration
 }
 
 func (f *failure) Error() string { return f.msg }
 func (f *failure) Code() int     { return f.status }
+
+// failureKind names the kind of a token request's failure, for metrics.
+func failureKind(err error) string {
+	var f *failure
+	var coded logical.HTTPCodedError
+	switch {
+	case errors.As(err, &f):
+		return f.kind
+	case errors.As(err, &coded) && coded.Code() == http.StatusForbidden:
+		return "denied"
+	case errors.As(err, &coded) && coded.Code() < 500:
+		return "invalid_request"
+	default:
+		return "internal"
+	}
+}
 
 // failed returns a handler's error; a rate limit's response also carries a Retry-After header, which Vault passes to
 // clients when the mount's allowed_response_headers lists it.

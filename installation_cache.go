@@ -46,17 +46,18 @@ func newInstallationCache() *installationCache {
 	return &installationCache{owners: map[string]ownerEntry{}, accounts: map[int64]int64{}}
 }
 
-// byOwner returns the installation on owner's account, asking GitHub when it is not cached.
-func (c *installationCache) byOwner(ctx context.Context, gh *github.Client, owner string, now time.Time) (installation, error) {
+// byOwner returns the installation on owner's account, asking GitHub when it is not cached; cached reports whether
+// it was.
+func (c *installationCache) byOwner(ctx context.Context, gh *github.Client, owner string, now time.Time) (in installation, cached bool, err error) {
 	key := strings.ToLower(owner)
 	c.mu.Lock()
 	e, ok := c.owners[key]
 	c.mu.Unlock()
 	switch {
 	case ok && e.err == nil:
-		return e.in, nil
+		return e.in, true, nil
 	case ok && now.Before(e.negUntil):
-		return installation{}, e.err
+		return installation{}, true, e.err
 	}
 
 	v, err, _ := c.lookups.Do("owner:"+key, func() (any, error) {
@@ -74,7 +75,7 @@ func (c *installationCache) byOwner(ctx context.Context, gh *github.Client, owne
 		}
 		return installation{}, err
 	})
-	return v.(installation), err
+	return v.(installation), false, err
 }
 
 // account returns the ID of the account an installation is on, asking GitHub when it is not cached.
@@ -103,4 +104,17 @@ func (c *installationCache) forget(owner string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.owners, strings.ToLower(owner))
+}
+
+// snapshot lists the owners whose installation is cached, for the status path.
+func (c *installationCache) snapshot() []map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]map[string]any, 0, len(c.owners))
+	for _, owner := range sortedKeys(c.owners) {
+		if e := c.owners[owner]; e.err == nil {
+			out = append(out, map[string]any{"owner": owner, "installation_id": e.in.id, "account_id": e.in.accountID})
+		}
+	}
+	return out
 }

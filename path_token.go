@@ -128,8 +128,9 @@ func (f *refusal) response(roleName string) (*logical.Response, error) {
 
 // pathTokenRead mints a token with the role's whole scope. Narrowing is a write, governed by the update capability,
 // so a read with parameters is refused rather than narrowed quietly.
-func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (resp *logical.Response, err error) {
 	name := d.Get("role").(string)
+	defer func() { b.metrics.mintOutcome(name, err, resp) }()
 	var given []string
 	for _, f := range narrowingFields {
 		if _, ok := d.Raw[f]; ok {
@@ -148,16 +149,16 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 	if r, err = b.renderRole(req, name, r); err != nil {
 		return nil, err
 	}
-	resp, err := b.mint(ctx, req.Storage, name, r, r.request())
-	if err != nil {
+	if resp, err = b.mint(ctx, req.Storage, name, r, r.request()); err != nil {
 		return failed(err)
 	}
 	return resp, nil
 }
 
 // pathTokenWrite mints a token with what the write asks for, within the role.
-func (b *backend) pathTokenWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *backend) pathTokenWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (resp *logical.Response, err error) {
 	name := d.Get("role").(string)
+	defer func() { b.metrics.mintOutcome(name, err, resp) }()
 	r, err := b.roles.get(ctx, req.Storage, name)
 	if err != nil || r == nil {
 		return noRole(name, err)
@@ -169,8 +170,7 @@ func (b *backend) pathTokenWrite(ctx context.Context, req *logical.Request, d *f
 	if refused != nil {
 		return refused.response(name)
 	}
-	resp, err := b.mint(ctx, req.Storage, name, r, tr)
-	if err != nil {
+	if resp, err = b.mint(ctx, req.Storage, name, r, tr); err != nil {
 		return failed(err)
 	}
 	return resp, nil
@@ -278,7 +278,8 @@ func (b *backend) installation(ctx context.Context, s logical.Storage, c *appCli
 		}
 		return in, nil
 	}
-	in, err := c.installations.byOwner(ctx, c.Client, r.Owner, b.now())
+	in, cached, err := c.installations.byOwner(ctx, c.Client, r.Owner, b.now())
+	b.metrics.installationHit.WithLabelValues(map[bool]string{true: "hit", false: "miss"}[cached]).Inc()
 	if err != nil {
 		return in, githubError(err, opLookup, fmt.Sprintf("finding the installation of owner %q", r.Owner), adviceArgs{owner: r.Owner})
 	}
@@ -287,9 +288,10 @@ func (b *backend) installation(ctx context.Context, s logical.Storage, c *appCli
 	case r.AccountID == 0:
 		b.pinAccount(ctx, s, roleName, r.Owner, in.accountID)
 	case r.AccountID != in.accountID:
-		return in, logical.CodedError(http.StatusForbidden, fmt.Sprintf("role %q: owner %q now names GitHub account %d, "+
-			"not account %d that the role was pinned to (was the login renamed and taken by another account?); no token "+
-			"was minted: if the new account is right, write the role's owner again", roleName, r.Owner, in.accountID, r.AccountID))
+		return in, &failure{status: http.StatusForbidden, kind: "account_changed", msg: fmt.Sprintf("role %q: owner %q "+
+			"now names GitHub account %d, not account %d that the role was pinned to (was the login renamed and taken by "+
+			"another account?); no token was minted: if the new account is right, write the role's owner again",
+			roleName, r.Owner, in.accountID, r.AccountID)}
 	}
 	return in, nil
 }
@@ -353,8 +355,9 @@ func (b *backend) refuseOverGrant(ctx context.Context, c *appClient, roleName st
 	if err := c.RevokeToken(rctx, tok.Token); err != nil {
 		b.Logger().Error("revoking the over-broad token failed", "role", roleName, "hashed_token", hashToken(tok.Token), "error", err)
 	}
-	return logical.CodedError(http.StatusBadGateway, fmt.Sprintf(
-		"GitHub granted more than asked for role %q (%s): the token was revoked and not returned", roleName, joinItems(excess)))
+	b.metrics.overGrants.WithLabelValues(roleName).Inc()
+	return &failure{status: http.StatusBadGateway, kind: "over_grant", msg: fmt.Sprintf(
+		"GitHub granted more than asked for role %q (%s): the token was revoked and not returned", roleName, joinItems(excess))}
 }
 
 // excessGrant lists what a token carries beyond the request: permissions not asked, levels above those asked or
@@ -393,7 +396,8 @@ func excessGrant(req github.TokenRequest, tok *github.Token, accountID int64) []
 	return excess
 }
 
-// leaseResponse wraps a token in a lease whose internal data holds only what revocation needs.
+// leaseResponse wraps a token in a lease whose internal data holds only what revocation needs: the token, where it
+// came from, and when GitHub expires it.
 func (b *backend) leaseResponse(roleName, baseURL string, installationID int64, tok *github.Token, asked time.Duration) *logical.Response {
 	ttl, warnings := b.leaseTTL(asked, tok.ExpiresAt.Sub(b.now()))
 	repos := make([]string, len(tok.Repositories))
@@ -414,6 +418,7 @@ func (b *backend) leaseResponse(roleName, baseURL string, installationID int64, 
 		"base_url":        baseURL,
 		"installation_id": installationID,
 		"role":            roleName,
+		"expires_at":      tok.ExpiresAt.UTC().Format(time.RFC3339),
 	})
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = ttl

@@ -24,7 +24,10 @@ import (
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
-const mintRoute = "POST /app/installations/{installation_id}/access_tokens"
+const (
+	mintRouteTemplate = "/app/installations/{installation_id}/access_tokens"
+	mintRoute         = "POST " + mintRouteTemplate
+)
 
 func (e *testEnv) role(name string, data map[string]any) {
 	e.t.Helper()
@@ -71,7 +74,7 @@ func TestTokenReadMintsTheRole(t *testing.T) {
 		t.Fatalf("lease TTL %s renewable %v", resp.Secret.TTL, resp.Secret.Renewable)
 	}
 	keys := sortedKeys(resp.Secret.InternalData)
-	if want := []string{"base_url", "installation_id", "role", "secret_type", "token"}; !reflect.DeepEqual(keys, want) {
+	if want := []string{"base_url", "expires_at", "installation_id", "role", "secret_type", "token"}; !reflect.DeepEqual(keys, want) {
 		t.Fatalf("internal data keys %v, want %v", keys, want)
 	}
 	if resp.Secret.InternalData["base_url"] != e.srv.URL || resp.Secret.InternalData["token"] != tok {

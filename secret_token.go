@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -13,6 +14,10 @@ import (
 
 // secretTokenType is the lease type of minted installation tokens.
 const secretTokenType = "github_installation_token"
+
+// expiryMargin is how long after a token's expires_at its revocation still calls GitHub, in case Vault's clock is
+// ahead of GitHub's.
+const expiryMargin = 10 * time.Second
 
 func secretToken(b *backend) *framework.Secret {
 	return &framework.Secret{
@@ -65,15 +70,27 @@ func (b *backend) secretTokenRevoke(ctx context.Context, req *logical.Request, _
 	if token == "" || baseURL == "" {
 		return nil, errors.New("the lease holds no token or base URL: nothing can be revoked")
 	}
+	// GitHub has already killed a token past its expiry: a call would only spend rate limit (and fail during an
+	// outage, which would keep the lease). The margin covers a Vault clock ahead of GitHub's.
+	if raw, _ := req.Secret.InternalData["expires_at"].(string); raw != "" {
+		if expires, err := time.Parse(time.RFC3339, raw); err == nil && b.now().After(expires.Add(expiryMargin)) {
+			b.metrics.revocations.WithLabelValues("skipped").Inc()
+			b.Logger().Debug("the token has expired at GitHub; the lease ends without a call", "role", role,
+				"hashed_token", hashToken(token))
+			return nil, nil
+		}
+	}
 	client, err := b.revocationClient(ctx, req.Storage, baseURL)
 	if err != nil {
 		return nil, err
 	}
 	if err := client.RevokeToken(ctx, token); err != nil {
+		b.metrics.revocations.WithLabelValues("failed").Inc()
 		b.Logger().Warn("revoking a token at GitHub failed; Vault will retry", "role", role,
 			"hashed_token", hashToken(token), "error", err)
 		return nil, fmt.Errorf("revoking the installation token of role %q at %s: %w", role, baseURL, err)
 	}
+	b.metrics.revocations.WithLabelValues("succeeded").Inc()
 	return nil, nil
 }
 

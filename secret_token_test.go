@@ -251,3 +251,31 @@ func TestFailedRevocationLogCarriesHashedToken(t *testing.T) {
 	}
 	wantContains(t, line, "hashed_token=", resp.Data["hashed_token"].(string))
 }
+
+// TestRevocationSkipsExpiredToken (issue 10): a lease whose token is past its expires_at ends without a call to
+// GitHub, which has killed the token already; even while GitHub is down.
+func TestRevocationSkipsExpiredToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.role("ci", map[string]any{"owner": "acme"})
+	fresh, stale := e.mint("ci"), e.mint("ci")
+	e.gh.SetFaults(fakegithub.Faults{OutageUntil: time.Now().Add(time.Hour)})
+	defer e.gh.SetFaults(fakegithub.Faults{})
+
+	expires, _ := time.Parse(time.RFC3339, stale.Data["expires_at"].(string))
+	e.b.now = func() time.Time { return expires.Add(expiryMargin + time.Second) }
+	before := e.gh.Stats().TotalCalls
+	if err := e.revoke(stale); err != nil {
+		t.Fatalf("revoking an expired token's lease: %v", err)
+	}
+	if calls := e.gh.Stats().TotalCalls - before; calls != 0 {
+		t.Fatalf("the revocation of an expired token made %d calls to GitHub", calls)
+	}
+
+	// Within the margin, GitHub is asked (and here fails): Vault's clock may be ahead of GitHub's.
+	e.b.now = func() time.Time { return expires.Add(expiryMargin - time.Second) }
+	if err := e.revoke(fresh); err == nil {
+		t.Fatal("a revocation within the margin did not call the failing GitHub")
+	}
+	wantContains(t, metricsText(t, e), `github_app_revocations_total{outcome="skipped"} 1`, `github_app_revocations_total{outcome="failed"} 1`)
+}

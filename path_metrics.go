@@ -1,0 +1,246 @@
+package githubapp
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+)
+
+const (
+	pathMetricsHelpSynopsis    = "Read the mount's metrics: tokens minted, GitHub calls, rate limit, revocations."
+	pathMetricsHelpDescription = `
+Returns this mount's counters, gauges and histograms: tokens minted and mint failures by role and kind, GitHub calls
+by endpoint template and status class with their latency, retries, calls refused or held by a rate limit or an
+outage, the App's rate limit as GitHub last reported it, revocations, tokens refused as over-granted, JWT signatures,
+installation-cache hits and misses. Labels are bounded: endpoint templates, status classes, kinds and role names,
+never owners, installation IDs, repositories or tokens.
+
+With format=prometheus the answer is Prometheus' text exposition format, for a scrape job that authenticates with a
+Vault token (see docs/metrics.md); otherwise JSON.
+`
+	metricsNamespace = "github_app"
+)
+
+// metrics is one mount's registry; it hears the mount's GitHub clients (github.Observer) and the engine.
+type metrics struct {
+	registry *prometheus.Registry
+
+	minted          *prometheus.CounterVec
+	mintFailures    *prometheus.CounterVec
+	overGrants      *prometheus.CounterVec
+	requests        *prometheus.CounterVec
+	latency         *prometheus.HistogramVec
+	retries         *prometheus.CounterVec
+	refused         *prometheus.CounterVec
+	waits           *prometheus.CounterVec
+	waitSeconds     *prometheus.CounterVec
+	signatures      prometheus.Counter
+	duplicates      prometheus.Counter
+	revocations     *prometheus.CounterVec
+	installationHit *prometheus.CounterVec
+}
+
+func newMetrics(gate *github.Gate) *metrics {
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help}, labels)
+	}
+	m := &metrics{
+		registry:     prometheus.NewRegistry(),
+		minted:       counter("tokens_minted_total", "Installation tokens minted and returned, by role.", "role"),
+		mintFailures: counter("mint_failures_total", "Token requests that failed, by role and kind of failure.", "role", "kind"),
+		overGrants:   counter("over_grants_total", "Tokens GitHub granted more broadly than asked, revoked and not returned, by role.", "role"),
+		requests:     counter("github_requests_total", "Attempts of calls to GitHub, by endpoint template and status class (none: no answer).", "endpoint", "status_class"),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "github_request_duration_seconds",
+			Help:    "Duration of attempts of calls to GitHub, by endpoint template.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"endpoint"}),
+		retries:         counter("github_retries_total", "Calls to GitHub tried again after a failed attempt, by endpoint template and kind of failure.", "endpoint", "kind"),
+		refused:         counter("github_refused_total", "Calls not made because GitHub had limited the App or was failing, by endpoint template and kind.", "endpoint", "kind"),
+		waits:           counter("github_waits_total", "Waits of calls in the mount's gate before calling GitHub, by reason (rate_limit, outage, concurrency).", "reason"),
+		waitSeconds:     counter("github_wait_seconds_total", "Time calls waited in the mount's gate, by reason.", "reason"),
+		revocations:     counter("revocations_total", "Lease revocations, by outcome: succeeded, failed (Vault retries), skipped (the token had expired).", "outcome"),
+		installationHit: counter("installation_cache_total", "Installation lookups of owner-bound roles, by result: hit or miss.", "result"),
+		signatures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "jwt_signatures_total",
+			Help: "App JWTs signed."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "possible_duplicate_tokens_total",
+			Help: "Token requests retried after GitHub may have handled them; each may have left a token nobody holds, which expires within the hour."}),
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: name, Help: help}, f)
+	}
+	m.registry.MustRegister(m.minted, m.mintFailures, m.overGrants, m.requests, m.latency, m.retries, m.refused,
+		m.waits, m.waitSeconds, m.signatures, m.duplicates, m.revocations, m.installationHit,
+		gauge("rate_limit_limit", "The App's hourly request limit as GitHub last reported it (0: not seen yet).",
+			func() float64 { return float64(gate.RateLimit().Limit) }),
+		gauge("rate_limit_remaining", "Requests left in the App's hourly limit as GitHub last reported it.",
+			func() float64 { return float64(gate.RateLimit().Remaining) }),
+		gauge("rate_limit_reset_timestamp_seconds", "When the App's hourly limit resets (Unix time), as GitHub last reported it.",
+			func() float64 { return unixSeconds(gate.RateLimit().Reset) }),
+		gauge("rate_limited_until_timestamp_seconds", "Until when GitHub has limited the App (Unix time; 0: not limited).",
+			func() float64 { return unixSeconds(gate.Status().LimitedUntil) }),
+		gauge("github_failing_since_timestamp_seconds", "Since when GitHub has been failing (Unix time; 0: it answers).",
+			func() float64 { return unixSeconds(gate.Status().FailingSince) }),
+		gauge("github_in_flight", "Calls to GitHub in flight.", func() float64 { return float64(gate.Status().InFlight) }),
+		gauge("github_max_in_flight", "The mount's max_concurrent_requests.", func() float64 { return float64(gate.Status().Capacity) }),
+	)
+	gate.Observe(m)
+	return m
+}
+
+func unixSeconds(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
+}
+
+// Attempt, Retry, Refused, Waited, Signed and PossibleDuplicate make metrics a github.Observer.
+func (m *metrics) Attempt(endpoint string, status int, d time.Duration) {
+	class := "none"
+	if status != 0 {
+		class = strconv.Itoa(status/100) + "xx"
+	}
+	m.requests.WithLabelValues(endpoint, class).Inc()
+	m.latency.WithLabelValues(endpoint).Observe(d.Seconds())
+}
+
+func (m *metrics) Retry(endpoint string, kind github.Kind) {
+	m.retries.WithLabelValues(endpoint, kindLabel(kind)).Inc()
+}
+
+func (m *metrics) Refused(endpoint string, kind github.Kind) {
+	m.refused.WithLabelValues(endpoint, kindLabel(kind)).Inc()
+}
+
+func (m *metrics) Waited(reason string, d time.Duration) {
+	m.waits.WithLabelValues(reason).Inc()
+	m.waitSeconds.WithLabelValues(reason).Add(d.Seconds())
+}
+
+func (m *metrics) Signed()            { m.signatures.Inc() }
+func (m *metrics) PossibleDuplicate() { m.duplicates.Inc() }
+
+// mintOutcome counts a token request's outcome.
+func (m *metrics) mintOutcome(role string, err error, resp *logical.Response) {
+	switch {
+	case err == nil && resp != nil && resp.Secret != nil:
+		m.minted.WithLabelValues(role).Inc()
+	case err != nil:
+		m.mintFailures.WithLabelValues(role, failureKind(err)).Inc()
+	case resp != nil && resp.IsError():
+		m.mintFailures.WithLabelValues(role, "invalid_request").Inc()
+	}
+}
+
+// kindLabel is a github.Kind as a label value.
+func kindLabel(k github.Kind) string { return strings.ReplaceAll(k.String(), " ", "_") }
+
+// --------------------------------------------------------------------------------------------------- the path
+
+func pathMetrics(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: "metrics",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"format": {
+				Type:        framework.TypeString,
+				Description: "The format of the answer: prometheus for Prometheus' text exposition format, or empty for JSON.",
+				Query:       true,
+			},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: b.pathMetricsRead,
+				DisplayAttrs: &framework.DisplayAttributes{
+					OperationSuffix: "metrics",
+				},
+			},
+		},
+		HelpSynopsis:    pathMetricsHelpSynopsis,
+		HelpDescription: strings.TrimSpace(pathMetricsHelpDescription),
+	}
+}
+
+func (b *backend) pathMetricsRead(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	families, err := b.metrics.registry.Gather()
+	if err != nil {
+		return nil, fmt.Errorf("gathering metrics: %w", err)
+	}
+	switch format := d.Get("format").(string); format {
+	case "prometheus":
+		var buf bytes.Buffer
+		enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+		for _, f := range families {
+			if err := enc.Encode(f); err != nil {
+				return nil, fmt.Errorf("encoding metrics: %w", err)
+			}
+		}
+		return &logical.Response{Data: map[string]any{
+			logical.HTTPContentType: string(expfmt.NewFormat(expfmt.TypeTextPlain)),
+			logical.HTTPRawBody:     buf.Bytes(),
+			logical.HTTPStatusCode:  200,
+		}}, nil
+	case "", "json":
+		return &logical.Response{Data: map[string]any{"metrics": metricsJSON(families)}}, nil
+	default:
+		return logical.ErrorResponse("format %q is not known: expected prometheus, or nothing for JSON", format), nil
+	}
+}
+
+// metricsJSON turns gathered metric families into plain JSON: per metric its help, type and samples, each sample
+// with its labels and its value (histograms: count, sum and cumulative buckets).
+func metricsJSON(families []*dto.MetricFamily) map[string]any {
+	out := make(map[string]any, len(families))
+	for _, f := range families {
+		samples := make([]map[string]any, 0, len(f.GetMetric()))
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			sample := map[string]any{"labels": labels}
+			switch {
+			case m.Counter != nil:
+				sample["value"] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				sample["value"] = m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				h := m.GetHistogram()
+				buckets := map[string]uint64{}
+				for _, bk := range h.GetBucket() {
+					buckets[formatBound(bk.GetUpperBound())] = bk.GetCumulativeCount()
+				}
+				sample["count"], sample["sum"], sample["buckets"] = h.GetSampleCount(), h.GetSampleSum(), buckets
+			}
+			samples = append(samples, sample)
+		}
+		out[f.GetName()] = map[string]any{
+			"help":    f.GetHelp(),
+			"type":    strings.ToLower(f.GetType().String()),
+			"samples": samples,
+		}
+	}
+	return out
+}
+
+func formatBound(v float64) string {
+	if math.IsInf(v, 1) {
+		return "+Inf"
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64)
+}

@@ -1,0 +1,190 @@
+package githubapp
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/fakegithub"
+)
+
+// metricsText scrapes the mount's metrics in Prometheus' text format.
+func metricsText(t *testing.T, e *testEnv) string {
+	t.Helper()
+	resp, err := e.do(logical.ReadOperation, "metrics", map[string]any{"format": "prometheus"})
+	mustOK(t, resp, err)
+	if ct := resp.Data[logical.HTTPContentType]; !strings.HasPrefix(ct.(string), "text/plain; version=0.0.4") {
+		t.Fatalf("content type %v", ct)
+	}
+	return string(resp.Data[logical.HTTPRawBody].([]byte))
+}
+
+// parseMetrics parses a scrape with Prometheus' own parser.
+func parseMetrics(t *testing.T, text string) map[string]*dto.MetricFamily {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("parsing the scrape: %v", err)
+	}
+	return families
+}
+
+// sample returns the value of the sample of family whose labels include want; -1 when there is none.
+func sample(families map[string]*dto.MetricFamily, family string, want map[string]string) float64 {
+	f, ok := families[family]
+	if !ok {
+		return -1
+	}
+next:
+	for _, m := range f.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		for k, v := range want {
+			if labels[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue()
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return -1
+}
+
+// TestMetricsCountWhatHappened (issue 12): the mount's counters agree with what the emulator saw, and no label
+// carries an owner, an installation, a repository or a token.
+func TestMetricsCountWhatHappened(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.role("ci", map[string]any{"owner": "acme", "repositories": "api", "permissions": "contents=read"})
+	e.role("gone", map[string]any{"installation_id": 9999})
+	e.gh.ResetStats()
+	var leases []*logical.Response
+	for range 3 {
+		leases = append(leases, e.mint("ci"))
+	}
+	e.do(logical.ReadOperation, "token/gone", nil)
+	e.do(logical.UpdateOperation, "token/ci", map[string]any{"repositories": "web"})
+	if err := e.revoke(leases[0]); err != nil {
+		t.Fatal(err)
+	}
+
+	text := metricsText(t, e)
+	m := parseMetrics(t, text)
+	st := e.gh.Stats()
+	mint := map[string]string{"endpoint": "POST " + mintRouteTemplate}
+	checks := []struct {
+		name   string
+		family string
+		labels map[string]string
+		want   float64
+	}{
+		{"minted", "github_app_tokens_minted_total", map[string]string{"role": "ci"}, 3},
+		{"GitHub's 404", "github_app_mint_failures_total", map[string]string{"role": "gone", "kind": "not_found"}, 1},
+		{"refused narrowing", "github_app_mint_failures_total", map[string]string{"role": "ci", "kind": "denied"}, 1},
+		{"mint calls 2xx", "github_app_github_requests_total", map[string]string{"endpoint": mint["endpoint"], "status_class": "2xx"}, 3},
+		{"mint calls 4xx", "github_app_github_requests_total", map[string]string{"endpoint": mint["endpoint"], "status_class": "4xx"}, 1},
+		{"owner lookups", "github_app_github_requests_total", map[string]string{"endpoint": "GET /orgs/{org}/installation"}, float64(st.Calls["GET /orgs/{org}/installation"])},
+		{"revocations", "github_app_github_requests_total", map[string]string{"endpoint": "DELETE /installation/token"}, float64(st.Calls["DELETE /installation/token"])},
+		{"latency observations", "github_app_github_request_duration_seconds", mint, float64(st.Calls[mintRoute])},
+		{"revoked", "github_app_revocations_total", map[string]string{"outcome": "succeeded"}, 1},
+		{"cache miss", "github_app_installation_cache_total", map[string]string{"result": "miss"}, 1},
+		{"cache hits", "github_app_installation_cache_total", map[string]string{"result": "hit"}, 2},
+		{"signatures", "github_app_jwt_signatures_total", nil, 1},
+		{"rate limit", "github_app_rate_limit_limit", nil, 5000},
+		{"capacity", "github_app_github_max_in_flight", nil, 32},
+	}
+	for _, c := range checks {
+		if got := sample(m, c.family, c.labels); got != c.want {
+			t.Errorf("%s: %s%v = %v, want %v", c.name, c.family, c.labels, got, c.want)
+		}
+	}
+	if remaining := sample(m, "github_app_rate_limit_remaining", nil); remaining <= 0 || remaining >= 5000 {
+		t.Errorf("rate limit remaining %v", remaining)
+	}
+	for _, banned := range []string{"acme", "2001", "9999", "ghs_", `"api"`, "web"} {
+		if strings.Contains(text, banned) {
+			t.Errorf("the scrape holds %q: labels must stay bounded", banned)
+		}
+	}
+
+	resp, err := e.do(logical.ReadOperation, "metrics", nil)
+	mustOK(t, resp, err)
+	minted := resp.Data["metrics"].(map[string]any)["github_app_tokens_minted_total"].(map[string]any)
+	if samples := minted["samples"].([]map[string]any); len(samples) != 1 || samples[0]["value"] != float64(3) {
+		t.Fatalf("JSON metrics: %#v", minted)
+	}
+	resp, err = e.do(logical.ReadOperation, "metrics", map[string]any{"format": "xml"})
+	_, msg := mustFail(t, resp, err)
+	wantContains(t, msg, `format "xml"`, "prometheus")
+}
+
+// TestStatus (issue 12): what the mount knows of the App and GitHub, and no secret.
+func TestStatus(t *testing.T) {
+	e := newTestEnv(t)
+	resp, err := e.do(logical.ReadOperation, "status", nil)
+	mustOK(t, resp, err)
+	if resp.Data["configured"] != false {
+		t.Fatalf("status before config: %#v", resp.Data)
+	}
+	e.configure(nil)
+	e.role("ci", map[string]any{"owner": "acme"})
+	tok := e.mint("ci").Data["token"].(string)
+	e.role("gone", map[string]any{"installation_id": 9999})
+	e.do(logical.ReadOperation, "token/gone", nil)
+
+	resp, err = e.do(logical.ReadOperation, "status", nil)
+	mustOK(t, resp, err)
+	d := resp.Data
+	gh := d["github"].(map[string]any)
+	rl := d["rate_limit"].(map[string]any)
+	if d["app_id"] != int64(testAppID) || d["app_slug"] != "vault-test" || d["private_key_fingerprint"] == "" ||
+		d["base_url"] != e.srv.URL || d["plugin_version"] != Version {
+		t.Errorf("status: %#v", d)
+	}
+	if gh["last_outcome"] != "HTTP 404" || gh["last_call"] == "" || gh["failing_since"] != "" || gh["max_concurrent_requests"] != 32 {
+		t.Errorf("status github: %#v", gh)
+	}
+	if rl["limit"] != 5000 || rl["resource"] != "core" || rl["reset"] == "" {
+		t.Errorf("status rate_limit: %#v", rl)
+	}
+	if exp, err := time.Parse(time.RFC3339, d["jwt_expires_at"].(string)); err != nil || time.Until(exp) < 7*time.Minute {
+		t.Errorf("jwt_expires_at %v (%v)", d["jwt_expires_at"], err)
+	}
+	inst := d["installations"].([]map[string]any)
+	if len(inst) != 1 || inst[0]["owner"] != "acme" || inst[0]["installation_id"] != int64(testOrgInstall) {
+		t.Errorf("installations %#v", inst)
+	}
+
+	// A failure names GitHub's request ID.
+	e.gh.SetFaults(fakegithub.Faults{SecondaryRateLimit: 403, RetryAfter: 30})
+	defer e.gh.SetFaults(fakegithub.Faults{})
+	e.do(logical.ReadOperation, "token/ci", nil)
+	resp, _ = e.do(logical.ReadOperation, "status", nil)
+	gh = resp.Data["github"].(map[string]any)
+	if id, _ := gh["last_failure_request_id"].(string); len(id) < 10 || !strings.Contains(gh["last_error"].(string), id) {
+		t.Errorf("the last failure's request ID %q is not in %q", id, gh["last_error"])
+	}
+
+	out, _ := json.Marshal(resp.Data)
+	lines := strings.Split(strings.TrimSpace(testKeyPEM), "\n")
+	for _, secret := range append(lines[1:len(lines)-1], tok) {
+		if strings.Contains(string(out), secret) {
+			t.Fatal("the status holds a secret")
+		}
+	}
+}
