@@ -130,28 +130,8 @@ func (iss *oidcIssuer) sign(t *testing.T, j job) string {
 	return signed
 }
 
-// fakeStats is the part of the emulator's GET /_fake/stats this test reads.
-type fakeStats struct {
-	Calls      map[string]int `json:"calls"`
-	TotalCalls int            `json:"total_calls"`
-}
-
-func (g *fakeGitHub) stats(t *testing.T) fakeStats {
-	t.Helper()
-	resp, err := g.http.Get(g.url + "/_fake/stats")
-	if err != nil {
-		t.Fatalf("GET /_fake/stats: %v", err)
-	}
-	defer resp.Body.Close()
-	var st fakeStats
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatalf("decoding /_fake/stats: %v", err)
-	}
-	return st
-}
-
-// diff is what the emulator saw between two readings.
-func (st fakeStats) since(before fakeStats) (int, map[string]int) {
+// since is what the emulator saw between two readings: the calls in all, and by route.
+func (st emulatorStats) since(before emulatorStats) (int, map[string]int) {
 	calls := map[string]int{}
 	for k, n := range st.Calls {
 		if d := n - before.Calls[k]; d != 0 {

@@ -370,23 +370,70 @@ func (g *fakeGitHub) status(t *testing.T, token string) tokenStatus {
 	return st
 }
 
-// issued is how many tokens the emulator has issued since it started (GET /_fake/stats).
+// issued is how many tokens the emulator has issued since it started.
 func (g *fakeGitHub) issued(t *testing.T) int {
 	t.Helper()
-	resp, err := g.http.Get(g.url + "/_fake/stats")
+	st := g.stats(t)
+	return st.TokensLive + st.TokensRevoked + st.TokensExpired
+}
+
+// emulatorStats is the emulator's GET /_fake/stats.
+type emulatorStats struct {
+	Calls         map[string]int `json:"calls"`
+	TotalCalls    int            `json:"total_calls"`
+	MaxInFlight   int            `json:"max_in_flight"`
+	DistinctJWTs  int            `json:"distinct_jwts"`
+	TokensIssued  int            `json:"tokens_issued"` // since the last reset
+	TokensLive    int            `json:"tokens_live"`   // the next three: since the emulator started
+	TokensRevoked int            `json:"tokens_revoked"`
+	TokensExpired int            `json:"tokens_expired"`
+}
+
+// appCalls counts the calls made with the App's JWT (everything but revocations, which GitHub counts per token).
+func (s emulatorStats) appCalls() int {
+	return s.TotalCalls - s.Calls["DELETE /installation/token"]
+}
+
+func (g *fakeGitHub) stats(t *testing.T) emulatorStats {
+	t.Helper()
+	var st emulatorStats
+	g.admin(t, http.MethodGet, "/_fake/stats", nil, &st)
+	return st
+}
+
+func (g *fakeGitHub) resetStats(t *testing.T) {
+	g.admin(t, http.MethodPost, "/_fake/stats/reset", nil, nil)
+}
+
+// setFaults replaces the emulator's faults (PUT /_fake/faults); the test clears them when it ends.
+func (g *fakeGitHub) setFaults(t *testing.T, faults map[string]any) {
+	t.Helper()
+	g.admin(t, http.MethodPut, "/_fake/faults", faults, nil)
+	t.Cleanup(func() { g.admin(t, http.MethodPut, "/_fake/faults", map[string]any{}, nil) })
+}
+
+func (g *fakeGitHub) admin(t *testing.T, method, path string, in, out any) {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		data, _ := json.Marshal(in)
+		body = bytes.NewReader(data)
+	}
+	req, _ := http.NewRequest(method, g.url+path, body)
+	resp, err := g.http.Do(req)
 	if err != nil {
-		t.Fatalf("GET /_fake/stats: %v", err)
+		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
-	var st struct {
-		TokensLive    int `json:"tokens_live"`
-		TokensRevoked int `json:"tokens_revoked"`
-		TokensExpired int `json:"tokens_expired"`
+	if resp.StatusCode >= 300 {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, msg)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatalf("decoding /_fake/stats: %v", err)
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
 	}
-	return st.TokensLive + st.TokensRevoked + st.TokensExpired
 }
 
 // ----------------------------------------------------------------------------------------------------------- Vault

@@ -1,8 +1,6 @@
 package integrationtest
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -121,62 +119,6 @@ func (r *reader) load(conc int, d time.Duration) []readResult {
 	wg.Wait()
 	sort.Slice(all, func(i, j int) bool { return all[i].start.Before(all[j].start) })
 	return all
-}
-
-// emulatorStats is the part of the emulator's GET /_fake/stats the scenarios use.
-type emulatorStats struct {
-	Calls        map[string]int `json:"calls"`
-	TotalCalls   int            `json:"total_calls"`
-	MaxInFlight  int            `json:"max_in_flight"`
-	DistinctJWTs int            `json:"distinct_jwts"`
-	TokensIssued int            `json:"tokens_issued"`
-}
-
-// appCalls counts the calls made with the App's JWT (everything but revocations, which GitHub counts per token).
-func (s emulatorStats) appCalls() int {
-	return s.TotalCalls - s.Calls["DELETE /installation/token"]
-}
-
-func (g *fakeGitHub) stats(t *testing.T) emulatorStats {
-	t.Helper()
-	var st emulatorStats
-	g.admin(t, http.MethodGet, "/_fake/stats", nil, &st)
-	return st
-}
-
-func (g *fakeGitHub) resetStats(t *testing.T) {
-	g.admin(t, http.MethodPost, "/_fake/stats/reset", nil, nil)
-}
-
-// setFaults replaces the emulator's faults (PUT /_fake/faults); the test clears them when it ends.
-func (g *fakeGitHub) setFaults(t *testing.T, faults map[string]any) {
-	t.Helper()
-	g.admin(t, http.MethodPut, "/_fake/faults", faults, nil)
-	t.Cleanup(func() { g.admin(t, http.MethodPut, "/_fake/faults", map[string]any{}, nil) })
-}
-
-func (g *fakeGitHub) admin(t *testing.T, method, path string, in, out any) {
-	t.Helper()
-	var body io.Reader
-	if in != nil {
-		data, _ := json.Marshal(in)
-		body = bytes.NewReader(data)
-	}
-	req, _ := http.NewRequest(method, g.url+path, body)
-	resp, err := g.http.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		msg, _ := io.ReadAll(resp.Body)
-		t.Fatalf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, msg)
-	}
-	if out != nil {
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
-	}
 }
 
 // limitsMount mounts the plugin, configures it, lets Retry-After through to clients and writes role ci.

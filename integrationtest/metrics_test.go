@@ -1,0 +1,126 @@
+package integrationtest
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// TestMetricsAndStatus (issue 12) scrapes the mount's metrics through a real Vault the way docs/metrics.md's
+// Prometheus job does (GET with format=prometheus and the Vault token as a bearer token), parses them with
+// Prometheus' own parser, checks the counters against the emulator's, and reads status with the CLI. A token without
+// the capability gets 403 on both.
+func TestMetricsAndStatus(t *testing.T) {
+	s := requireStack(t)
+	v, gh := s.vault, s.gh
+	mount := v.newMount(t, s.bins.pluginVersion)
+	v.configure(t, mount, gh)
+	v.cli(t, "write", mount+"/roles/ci", "owner="+acmeOwner, "repositories=api", "permissions=contents=read", "ttl=5m")
+
+	before := gh.stats(t)
+	for range 3 {
+		out := v.mintCLI(t, v.rootToken, mount+"/token/ci")
+		v.cli(t, "lease", "revoke", "-sync", out.LeaseID)
+	}
+	after := gh.stats(t)
+
+	scraper := tokenWithPolicyText(t, v, mount+"-metrics", `path "`+mount+`/metrics" { capabilities = ["read"] }`)
+	reader := tokenWithExamplePolicy(t, v, mount, "policy-ci-read.hcl")
+
+	scrape := func(token string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, v.addr+"/v1/"+mount+"/metrics?format=prometheus", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	resp, text := scrape(scraper)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
+		t.Fatalf("scrape: HTTP %d, Content-Type %q: %s", resp.StatusCode, resp.Header.Get("Content-Type"), redact(text))
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("Prometheus' parser refuses the scrape: %v", err)
+	}
+	value := func(family string, labels map[string]string) float64 {
+		var sum float64
+		for _, m := range families[family].GetMetric() {
+			if labelsMatch(m, labels) {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+		return sum
+	}
+	for _, c := range []struct {
+		name, family string
+		labels       map[string]string
+		want         int
+	}{
+		{"tokens minted", "github_app_tokens_minted_total", map[string]string{"role": "ci"}, 3},
+		{"mints at GitHub", "github_app_github_requests_total", map[string]string{"endpoint": "POST /app/installations/{installation_id}/access_tokens"},
+			after.Calls["POST /app/installations/{installation_id}/access_tokens"] - before.Calls["POST /app/installations/{installation_id}/access_tokens"]},
+		{"revocations at GitHub", "github_app_github_requests_total", map[string]string{"endpoint": "DELETE /installation/token"},
+			after.Calls["DELETE /installation/token"] - before.Calls["DELETE /installation/token"]},
+		{"revocations", "github_app_revocations_total", map[string]string{"outcome": "succeeded"}, 3},
+		{"owner lookups", "github_app_installation_cache_total", map[string]string{"result": "miss"}, 1},
+	} {
+		if got := value(c.family, c.labels); got != float64(c.want) {
+			t.Errorf("%s: %s%v = %v, want %d", c.name, c.family, c.labels, got, c.want)
+		}
+	}
+	for _, banned := range []string{acmeOwner, "2001", "ghs_"} {
+		if strings.Contains(text, banned) {
+			t.Errorf("the scrape holds %q", banned)
+		}
+	}
+
+	if resp, _ := scrape(reader); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a token without read on metrics scraped with HTTP %d, want 403", resp.StatusCode)
+	}
+	v.cliDenied(t, reader, "read", mount+"/status")
+
+	table := v.cli(t, "read", mount+"/status")
+	t.Logf("vault read %s/status:\n%s", mount, redact(table))
+	for _, want := range []string{"app_slug", "private_key_fingerprint", "rate_limit", "installations", "jwt_expires_at", s.bins.pluginVersion} {
+		if !strings.Contains(table, want) {
+			t.Errorf("vault read %s/status does not show %s", mount, want)
+		}
+	}
+	var status struct {
+		Data struct {
+			AppID         int64            `json:"app_id"`
+			RateLimit     map[string]any   `json:"rate_limit"`
+			GitHub        map[string]any   `json:"github"`
+			Installations []map[string]any `json:"installations"`
+		} `json:"data"`
+	}
+	v.cliJSON(t, v.rootToken, &status, "read", "-format=json", mount+"/status")
+	if status.Data.AppID != appID || status.Data.RateLimit["limit"] != float64(5000) || status.Data.GitHub["last_outcome"] != "ok" ||
+		len(status.Data.Installations) != 1 {
+		t.Errorf("status: %+v", status.Data)
+	}
+}
+
+func labelsMatch(m *dto.Metric, want map[string]string) bool {
+	have := map[string]string{}
+	for _, l := range m.GetLabel() {
+		have[l.GetName()] = l.GetValue()
+	}
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
