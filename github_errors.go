@@ -148,17 +148,24 @@ func failed(err error) (*logical.Response, error) {
 	return nil, err
 }
 
-// describe is GitHub's answer in a few words: its status and message, or the transport failure.
+// describe is GitHub's answer in a few words: its status and message, or the transport failure, and GitHub's request
+// ID, which a support ticket to GitHub can name.
 func describe(e *github.Error) string {
+	var s string
 	switch {
 	case e.StatusCode != 0 && e.Message != "":
-		return fmt.Sprintf("GitHub answered %d: %s", e.StatusCode, e.Message)
+		s = fmt.Sprintf("GitHub answered %d: %s", e.StatusCode, e.Message)
 	case e.StatusCode != 0:
-		return fmt.Sprintf("GitHub answered %d", e.StatusCode)
+		s = fmt.Sprintf("GitHub answered %d", e.StatusCode)
 	case e.Message != "":
-		return e.Message
+		s = e.Message
 	case e.Err != nil:
-		return "GitHub unreachable: " + e.Err.Error()
+		s = "GitHub unreachable: " + e.Err.Error()
+	default:
+		s = e.Kind.String()
 	}
-	return e.Kind.String()
+	if e.RequestID != "" {
+		s += fmt.Sprintf(" [GitHub request ID %s]", e.RequestID)
+	}
+	return s
 }

@@ -243,7 +243,7 @@ func TestTokenErrors(t *testing.T) {
 		wants  []string
 	}{
 		{"unknown owner", map[string]any{"owner": "nobody"}, 404, []string{`owner "nobody"`, "Not Found", "LIST installations"}},
-		{"unknown installation", map[string]any{"installation_id": 9999}, 404, []string{"installation 9999", "check the role's installation_id"}},
+		{"unknown installation", map[string]any{"installation_id": 9999}, 404, []string{"installation 9999", "check the role's installation_id", "[GitHub request ID "}},
 		{"suspended", map[string]any{"installation_id": testSuspended}, 403, []string{"This installation has been suspended", "unsuspend"}},
 		{"permission not granted", map[string]any{"owner": "acme", "permissions": "actions=read"}, 400,
 			[]string{"The permissions requested are not granted to this installation.", "check the role's permissions"}},
