@@ -8,6 +8,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -52,6 +53,7 @@ func TestAgentTemplate(t *testing.T) {
 		t.Errorf("the rendered token file has mode %v, want 0600 (perms in the example)", st.Mode().Perm())
 	}
 	gh.mustReach(t, first, "api")
+	t.Run("git credential helper", func(t *testing.T) { checkGitCredentialHelper(t, destination, first) })
 
 	// The lease behind the first token: the only one under the role so far.
 	leases := v.leasesUnder(t, mount+"/token/ci/")
@@ -249,4 +251,47 @@ func TestAgentBacksOffOnRateLimit(t *testing.T) {
 	})
 	t.Logf("Agent rendered the token %s after the limit was lifted", time.Since(lifted).Round(100*time.Millisecond))
 	gh.mustReach(t, tok, "api")
+}
+
+// checkGitCredentialHelper installs examples/git-credential-github-app.sh as docs/recipes.md says (on PATH, with the
+// git config command its header shows) and asks git for github.com's credentials: git must get the token Agent
+// rendered.
+func checkGitCredentialHelper(t *testing.T, tokenFile, want string) {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatalf("git is needed for the credential helper recipe: %v", err)
+	}
+	script, err := os.ReadFile(filepath.Join(repoRoot, "examples", "git-credential-github-app.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var configure []string
+	for _, line := range strings.Split(string(script), "\n") {
+		if cmd, ok := strings.CutPrefix(line, "#   git config "); ok {
+			configure = append([]string{"config"}, strings.Fields(cmd)...)
+		}
+	}
+	if configure == nil {
+		t.Fatal("examples/git-credential-github-app.sh no longer shows its git config command")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "git-credential-github-app"), script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := cleanEnv(dir, "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"), "GITHUB_TOKEN_FILE="+tokenFile,
+		"GIT_CONFIG_NOSYSTEM=1")
+	git := func(stdin string, args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Env, cmd.Dir, cmd.Stdin = env, dir, strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %s: %v: %s", strings.Join(args, " "), err, redact(string(out)))
+		}
+		return string(out)
+	}
+	git("", configure...)
+	out := git("protocol=https\nhost=github.com\n\n", "credential", "fill")
+	if !strings.Contains(out, "username=x-access-token\n") || !strings.Contains(out, "password="+want+"\n") {
+		t.Fatalf("git credential fill did not answer with the rendered token: %s", redact(out))
+	}
 }
