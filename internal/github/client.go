@@ -36,6 +36,10 @@ const (
 	maxRateLimitWait = time.Minute
 	// maxBodyBytes bounds what is read of any answer; GitHub's largest here is a page of 100 installations.
 	maxBodyBytes = 8 << 20
+	// maxAnswerWait caps the wait one rate-limit answer may ask for. GitHub's windows last an hour, so a day is beyond
+	// any real one; the cap keeps a Retry-After or reset of centuries from wrapping around, or from overflowing the
+	// sum of a call's waits (which then slept for good).
+	maxAnswerWait = 24 * time.Hour
 )
 
 // Options configure a Client. Only BaseURL is needed for token-authenticated calls (revocation); App calls need
@@ -415,15 +419,21 @@ func (c *Client) rateLimit(resp *http.Response, msg string) (bool, time.Duration
 		return false, 0
 	}
 	if s, err := strconv.Atoi(h.Get("Retry-After")); err == nil && s >= 0 {
-		return true, time.Duration(s) * time.Second
+		return true, time.Duration(min(int64(s), int64(maxAnswerWait/time.Second))) * time.Second
 	}
 	if reset, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); err == nil {
 		now := c.now()
 		if d, err := http.ParseTime(h.Get("Date")); err == nil {
 			now = d
 		}
+		// Whole seconds first: time.Unix wraps near the int64 limits, and reset-n overflows for a far reset.
+		if n := now.Unix(); reset > n {
+			if ahead := reset - n; ahead < 0 || ahead > int64(maxAnswerWait/time.Second) {
+				return true, maxAnswerWait
+			}
+		}
 		if wait := time.Unix(reset, 0).Sub(now); wait > 0 {
-			return true, wait
+			return true, min(wait, maxAnswerWait)
 		}
 	}
 	return true, 0

@@ -63,7 +63,7 @@ type Error struct {
 	Message string
 	// RequestID is GitHub's X-GitHub-Request-Id, useful when talking to GitHub support.
 	RequestID string
-	// RetryAfter is how long GitHub asked to wait, for KindRateLimited.
+	// RetryAfter is how long GitHub asked to wait, for KindRateLimited, at most a day.
 	RetryAfter time.Duration
 	// Err is the transport failure behind a KindUnavailable error without a status.
 	Err error

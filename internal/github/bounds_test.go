@@ -1,0 +1,99 @@
+package github
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Found by FuzzRateLimitAnswer: what an answer asks of the client stays within bounds, whatever its numbers.
+
+// TestRateLimitWaitNeverWraps: a Retry-After or X-RateLimit-Reset too far away to be a real rate limit gives a long
+// wait, never one that wrapped around into a negative or short one (which would retry at once), and never one so
+// long that adding it to the waits before overflows.
+func TestRateLimitWaitNeverWraps(t *testing.T) {
+	t.Parallel()
+	const date = "Tue, 14 Nov 2023 22:13:20 GMT" // 1700000000
+	tests := []struct {
+		name             string
+		header           map[string]string
+		wantMin, wantMax time.Duration
+	}{
+		{"Retry-After a minute", map[string]string{"Retry-After": "60"}, time.Minute, time.Minute},
+		{"Retry-After zero", map[string]string{"Retry-After": "0"}, 0, 0},
+		{"Retry-After whose nanoseconds overflow", map[string]string{"Retry-After": "9300000000"}, time.Hour, 24 * time.Hour},
+		{"Retry-After that wraps to 0.29s", map[string]string{"Retry-After": "18446744074"}, time.Hour, 24 * time.Hour},
+		{"Retry-After the largest int64", map[string]string{"Retry-After": "9223372036854775807"}, time.Hour, 24 * time.Hour},
+		{"Retry-After just below overflow", map[string]string{"Retry-After": "9223372036"}, time.Hour, 24 * time.Hour},
+		{"reset in a minute", map[string]string{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1700000060", "Date": date},
+			time.Minute, time.Minute},
+		{"reset passed", map[string]string{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1699999000", "Date": date}, 0, 0},
+		{"reset far away", map[string]string{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "9000000000000000000", "Date": date},
+			time.Hour, 24 * time.Hour},
+		{"reset at the largest int64", map[string]string{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "9223372036854775807", "Date": date},
+			time.Hour, 24 * time.Hour},
+		{"reset at the smallest int64", map[string]string{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "-9223372036854775808", "Date": date},
+			0, 0},
+	}
+	c, err := NewClient(Options{Now: func() time.Time { return time.Unix(1_700_000_000, 0) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			for k, v := range tt.header {
+				h.Set(k, v)
+			}
+			e := c.errorFrom(call{method: http.MethodGet, path: "/app"}, &http.Response{StatusCode: 429, Header: h}, nil)
+			if e.Kind != KindRateLimited || e.RetryAfter < tt.wantMin || e.RetryAfter > tt.wantMax {
+				t.Fatalf("%v: %s error waiting %s, want a rate limit waiting between %s and %s", tt.header, e.Kind,
+					e.RetryAfter, tt.wantMin, tt.wantMax)
+			}
+		})
+	}
+}
+
+// TestHugeRateLimitWaitDoesNotHang: after one short rate-limit wait, an answer asking for centuries must end the
+// call (it is beyond the minute a call without deadline may wait), not overflow the sum of waits and sleep for good.
+func TestHugeRateLimitWaitDoesNotHang(t *testing.T) {
+	t.Parallel()
+	for _, second := range []map[string]string{
+		{"Retry-After": "9223372036"},
+		{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "9000000000000000000"},
+	} {
+		var calls atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if calls.Add(1) == 1 {
+				w.Header().Set("Retry-After", "0") // wait a short backoff
+			} else {
+				for k, v := range second {
+					w.Header().Set(k, v)
+				}
+			}
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write([]byte(`{"message":"You have exceeded a secondary rate limit."}`))
+		}))
+		c, err := NewClient(Options{BaseURL: srv.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// No deadline: the minute's budget is what must end the call.
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.RevokeToken(ctx, "ghs_x") }()
+		select {
+		case err := <-done:
+			if KindOf(err) != KindRateLimited || calls.Load() != 2 {
+				t.Errorf("%v: error %v after %d calls, want a rate limit after 2", second, err, calls.Load())
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%v: the call still waits after 5s", second)
+		}
+		cancel()
+		srv.Close()
+	}
+}
