@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -95,5 +96,35 @@ func TestHugeRateLimitWaitDoesNotHang(t *testing.T) {
 		}
 		cancel()
 		srv.Close()
+	}
+}
+
+// TestErrorMessageBounded: GitHub's message is kept as it is, up to a bound; an answer of megabytes does not become
+// an error of megabytes in Vault's response and logs. The kind is decided on the whole message.
+func TestErrorMessageBounded(t *testing.T) {
+	t.Parallel()
+	c, err := NewClient(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("é and ", 2000) + msgSuspended
+	e := c.errorFrom(call{method: http.MethodGet, path: "/app"}, &http.Response{StatusCode: 403, Header: http.Header{}},
+		[]byte(`{"message":"`+long+`"}`))
+	if e.Kind != KindSuspended {
+		t.Errorf("Kind = %s, want %s: the kind comes from the whole message", e.Kind, KindSuspended)
+	}
+	if len(e.Message) > 1024 || !strings.HasPrefix(long, strings.TrimSuffix(e.Message, "…")) {
+		t.Fatalf("Message is %d bytes, want at most 1024 from the beginning of GitHub's: %.80q", len(e.Message), e.Message)
+	}
+	if !strings.HasSuffix(e.Message, "…") {
+		t.Errorf("a shortened message does not say so: %.80q", e.Message[len(e.Message)-20:])
+	}
+	if n := len(e.Error()); n > 1100 {
+		t.Fatalf("Error() is %d bytes long", n)
+	}
+	short := c.errorFrom(call{method: http.MethodGet, path: "/app"}, &http.Response{StatusCode: 404, Header: http.Header{}},
+		[]byte(`{"message":"Not Found"}`))
+	if short.Message != "Not Found" {
+		t.Fatalf("a short message is changed: %q", short.Message)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-hclog"
@@ -40,6 +41,9 @@ const (
 	// any real one; the cap keeps a Retry-After or reset of centuries from wrapping around, or from overflowing the
 	// sum of a call's waits (which then slept for good).
 	maxAnswerWait = 24 * time.Hour
+	// maxMessageBytes bounds GitHub's message as an Error keeps it: an answer of megabytes must not become an error of
+	// megabytes in Vault's responses and logs.
+	maxMessageBytes = 1024
 )
 
 // Options configure a Client. Only BaseURL is needed for token-authenticated calls (revocation); App calls need
@@ -389,7 +393,7 @@ func (c *Client) errorFrom(cl call, resp *http.Response, data []byte) *Error {
 		Method:     cl.method,
 		Path:       cl.path,
 		StatusCode: resp.StatusCode,
-		Message:    msg,
+		Message:    shorten(msg, maxMessageBytes),
 		RequestID:  resp.Header.Get("X-GitHub-Request-Id"),
 		RetryAfter: retryAfter,
 		clockSkew:  cl.token == "" && isClockSkew(resp.StatusCode, msg),
@@ -437,6 +441,18 @@ func (c *Client) rateLimit(resp *http.Response, msg string) (bool, time.Duration
 		}
 	}
 	return true, 0
+}
+
+// shorten cuts s to at most n bytes at a character boundary, ending it with "…" when it was cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // backoff is exponential with full jitter: a random wait in [0, min(cap, base·2^attempt)], at least 50ms.
