@@ -2,8 +2,10 @@ package github
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -55,6 +57,36 @@ func TestRateLimitWaitNeverWraps(t *testing.T) {
 					e.RetryAfter, tt.wantMin, tt.wantMax)
 			}
 		})
+	}
+}
+
+// TestRateLimitResetWithAnyClock: a reset is measured in whole seconds, so that a clock or reset near the int64
+// limits (where time.Unix wraps around) still gives a past reset no wait and a near one its wait.
+func TestRateLimitResetWithAnyClock(t *testing.T) {
+	t.Parallel()
+	const edge = math.MaxInt64 - 62135596800 // the last second time.Unix represents without wrapping
+	tests := []struct {
+		clock, reset int64
+		want         time.Duration
+	}{
+		{math.MaxInt64, math.MinInt64, 0},
+		{math.MaxInt64, math.MaxInt64, 0},
+		{edge - 2, edge + 3, 5 * time.Second},
+		{edge + 3, edge - 2, 0},
+		{math.MinInt64, math.MinInt64 + 7, 7 * time.Second},
+		{-1, 1, 2 * time.Second},
+	}
+	for _, tt := range tests {
+		c, err := NewClient(Options{Now: func() time.Time { return time.Unix(tt.clock, 0) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := http.Header{"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {strconv.FormatInt(tt.reset, 10)}}
+		e := c.errorFrom(call{method: http.MethodGet, path: "/app"}, &http.Response{StatusCode: 403, Header: h}, nil)
+		if e.Kind != KindRateLimited || e.RetryAfter != tt.want {
+			t.Errorf("clock %d, reset %d: %s error waiting %s, want a rate limit waiting %s", tt.clock, tt.reset, e.Kind,
+				e.RetryAfter, tt.want)
+		}
 	}
 }
 

@@ -430,14 +430,14 @@ func (c *Client) rateLimit(resp *http.Response, msg string) (bool, time.Duration
 		if d, err := http.ParseTime(h.Get("Date")); err == nil {
 			now = d
 		}
-		// Whole seconds first: time.Unix wraps near the int64 limits, and reset-n overflows for a far reset.
+		// In whole seconds, never through time.Unix, which wraps near the int64 limits; reset-n is negative when it
+		// overflowed.
 		if n := now.Unix(); reset > n {
-			if ahead := reset - n; ahead < 0 || ahead > int64(maxAnswerWait/time.Second) {
+			ahead := reset - n
+			if ahead < 0 || ahead > int64(maxAnswerWait/time.Second) {
 				return true, maxAnswerWait
 			}
-		}
-		if wait := time.Unix(reset, 0).Sub(now); wait > 0 {
-			return true, min(wait, maxAnswerWait)
+			return true, time.Duration(ahead)*time.Second - time.Duration(now.Nanosecond())
 		}
 	}
 	return true, 0
