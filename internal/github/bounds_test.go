@@ -120,8 +120,9 @@ func TestHugeRateLimitWaitDoesNotHang(t *testing.T) {
 		go func() { done <- c.RevokeToken(ctx, "ghs_x") }()
 		select {
 		case err := <-done:
-			if KindOf(err) != KindRateLimited || calls.Load() != 2 {
-				t.Errorf("%v: error %v after %d calls, want a rate limit after 2", second, err, calls.Load())
+			// Whether the short wait is retried at all is the client's choice; a rate limit must come back promptly.
+			if KindOf(err) != KindRateLimited || calls.Load() > 2 {
+				t.Errorf("%v: error %v after %d calls, want a rate limit after at most 2", second, err, calls.Load())
 			}
 		case <-time.After(5 * time.Second):
 			t.Errorf("%v: the call still waits after 5s", second)
