@@ -19,6 +19,12 @@ PLATFORMS   ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 w
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 315532800)
 GOTEST      ?= go test
 TESTFLAGS   ?= -race -count=1
+# make fuzz: how long each fuzz target runs and minimizes a new input (see scripts/fuzz.sh), more go test flags
+# (-parallel=1), and a regular expression of targets.
+FUZZTIME    ?= 30s
+FUZZMINIMIZETIME ?= 5s
+FUZZFLAGS   ?=
+FUZZTARGETS ?= .
 
 export CGO_ENABLED ?= 1
 
@@ -49,6 +55,11 @@ vault: ## Print the Vault binary the tests and demo use (builds Vault v1.21.4 in
 .PHONY: unit
 unit: ## Unit and contract tests (no Vault needed).
 	$(GOTEST) $(TESTFLAGS) $$(go list ./... | grep -v /integrationtest)
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME (default 30s) each, one after another; `unit` runs their seeds.
+	FUZZTIME=$(FUZZTIME) FUZZMINIMIZETIME=$(FUZZMINIMIZETIME) FUZZFLAGS='$(FUZZFLAGS)' FUZZTARGETS='$(FUZZTARGETS)' \
+		bash scripts/fuzz.sh
 
 .PHONY: integration
 integration: build ## Integration tests against a real Vault server and Vault Agent.

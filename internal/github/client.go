@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-hclog"
@@ -34,6 +35,13 @@ const (
 
 	// maxBodyBytes bounds what is read of any answer; GitHub's largest here is a page of 100 installations.
 	maxBodyBytes = 8 << 20
+	// maxAnswerWait caps the wait one rate-limit answer may ask for. GitHub's windows last an hour, so a day is beyond
+	// any real one; the cap keeps a Retry-After or reset of centuries from wrapping around, or from overflowing the
+	// sum of a call's waits (which then slept for good).
+	maxAnswerWait = 24 * time.Hour
+	// maxMessageBytes bounds GitHub's message as an Error keeps it: an answer of megabytes must not become an error of
+	// megabytes in Vault's responses and logs.
+	maxMessageBytes = 1024
 )
 
 // Options configure a Client. Only BaseURL is needed for token-authenticated calls (revocation); App calls need
@@ -417,7 +425,7 @@ func (c *Client) errorFrom(cl call, resp *http.Response, data []byte) *Error {
 		Method:     cl.method,
 		Path:       cl.path,
 		StatusCode: resp.StatusCode,
-		Message:    msg,
+		Message:    shorten(msg, maxMessageBytes),
 		RequestID:  resp.Header.Get("X-GitHub-Request-Id"),
 		RetryAfter: retryAfter,
 		clockSkew:  cl.token == "" && isClockSkew(resp.StatusCode, msg),
@@ -447,15 +455,21 @@ func (c *Client) rateLimit(resp *http.Response, msg string) (bool, time.Duration
 		return false, 0
 	}
 	if s, err := strconv.Atoi(h.Get("Retry-After")); err == nil && s >= 0 {
-		return true, time.Duration(s) * time.Second
+		return true, time.Duration(min(int64(s), int64(maxAnswerWait/time.Second))) * time.Second
 	}
 	if reset, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); err == nil {
 		now := c.now()
 		if d, err := http.ParseTime(h.Get("Date")); err == nil {
 			now = d
 		}
-		if wait := time.Unix(reset, 0).Sub(now); wait > 0 {
-			return true, wait
+		// In whole seconds, never through time.Unix, which wraps near the int64 limits; reset-n is negative when it
+		// overflowed.
+		if n := now.Unix(); reset > n {
+			ahead := reset - n
+			if ahead < 0 || ahead > int64(maxAnswerWait/time.Second) {
+				return true, maxAnswerWait
+			}
+			return true, time.Duration(ahead)*time.Second - time.Duration(now.Nanosecond())
 		}
 	}
 	return true, 0
@@ -471,6 +485,18 @@ func limitKind(rateLimited bool, h http.Header) string {
 	default:
 		return "secondary"
 	}
+}
+
+// shorten cuts s to at most n bytes at a character boundary, ending it with "…" when it was cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // backoff is exponential with full jitter: a random wait in [0, min(cap, base·2^attempt)], at least 50ms.

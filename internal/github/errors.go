@@ -60,11 +60,11 @@ type Error struct {
 	Method, Path string
 	// StatusCode is GitHub's HTTP status, or 0 when no answer came.
 	StatusCode int
-	// Message is GitHub's own message, verbatim.
+	// Message is GitHub's own message, verbatim up to 1 KiB; a longer one is cut and ends with "…".
 	Message string
 	// RequestID is GitHub's X-GitHub-Request-Id, useful when talking to GitHub support.
 	RequestID string
-	// RetryAfter is how long GitHub asked to wait, for KindRateLimited.
+	// RetryAfter is how long GitHub asked to wait, for KindRateLimited, at most a day.
 	RetryAfter time.Duration
 	// Limit is "primary" or "secondary" for KindRateLimited: GitHub's hourly quota, or its limits on concurrency
 	// and bursts.
