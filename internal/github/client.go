@@ -292,7 +292,8 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 			attempt-- // the skew retry is not one of the MaxRetries
 			c.logger.Debug("github: correcting clock skew from Date header", "method", cl.method, "path", cl.path)
 			continue
-		case gerr.Kind == KindUnavailable && attempt < c.maxRetries && !isCertificateError(gerr.Err):
+		case gerr.Kind == KindUnavailable && attempt < c.maxRetries && !isCertificateError(gerr.Err) && !t.probe:
+			// A failed probe confirms that GitHub is still failing: its caller fails fast like the others.
 			wait = backoff(attempt)
 			if cl.method == http.MethodPost && !isDialError(gerr.Err) {
 				c.possibleDuplicates.Add(1)
