@@ -111,18 +111,19 @@ func newBackend() *backend {
 	return b
 }
 
-// HandleRequest refuses a secret field of the wrong type before the SDK's conversion can quote it.
+// HandleRequest refuses input the SDK's conversion would quote in its error: a secret field of the wrong type, or
+// an oversized value.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
-	if msg := secretTypeProblem(req); msg != "" {
+	if msg := inputProblem(req); msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
 	return b.Backend.HandleRequest(ctx, req)
 }
 
-// HandleExistenceCheck runs before HandleRequest, and Vault logs its error. With a secret field of the wrong type,
-// the check is answered without that field (it only reads storage); HandleRequest then refuses the request.
+// HandleExistenceCheck runs before HandleRequest, and Vault logs its error. With such input the check is answered
+// without the request's data (it only reads storage); HandleRequest then refuses the request.
 func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
-	if secretTypeProblem(req) != "" {
+	if inputProblem(req) != "" {
 		data := req.Data
 		req.Data = nil
 		defer func() { req.Data = data }()
@@ -130,8 +131,9 @@ func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request
 	return b.Backend.HandleExistenceCheck(ctx, req)
 }
 
-// secretTypeProblem names the first secret field of req that is not a string, and its type.
-func secretTypeProblem(req *logical.Request) string {
+// inputProblem names the first secret field of req that is not a string, and its type; or, on role and token
+// paths, the first value longer than maxValueBytes or with more than maxRepositories entries.
+func inputProblem(req *logical.Request) string {
 	for _, field := range secretFields[req.Path] {
 		v, ok := req.Data[field]
 		if !ok {
@@ -140,6 +142,60 @@ func secretTypeProblem(req *logical.Request) string {
 		switch reflect.ValueOf(v).Kind() {
 		case reflect.Slice, reflect.Array, reflect.Map, reflect.Struct:
 			return fmt.Sprintf("%s must be a string, not %s: send it as one string (with the CLI, %s=@file)", field, typeName(v), field)
+		}
+	}
+	if !strings.HasPrefix(req.Path, roleStoragePrefix) && !strings.HasPrefix(req.Path, "token/") {
+		return ""
+	}
+	for _, field := range sortedKeys(req.Data) {
+		if msg := sizeProblem(field, reflect.ValueOf(req.Data[field])); msg != "" {
+			return msg
+		}
+	}
+	return ""
+}
+
+// maxValueBytes bounds one string of a role or token write: 500 repository names of 100 characters fit.
+const maxValueBytes = 64 << 10
+
+// listFields are the list parameters of role and token writes, which a string gives as comma-separated entries.
+var listFields = map[string]bool{"repositories": true, "repository_ids": true, "permissions": true}
+
+// sizeProblem checks a value's strings and entries, and those it holds.
+func sizeProblem(field string, v reflect.Value) string {
+	switch v.Kind() {
+	case reflect.String:
+		if listFields[field] {
+			if n := strings.Count(v.String(), ",") + 1; n > maxRepositories {
+				return tooManyEntries(field, n).Error()
+			}
+		}
+		if v.Len() > maxValueBytes {
+			return fmt.Sprintf("%s holds a value of %d bytes: at most %d are accepted", field, v.Len(), maxValueBytes)
+		}
+	case reflect.Slice, reflect.Array, reflect.Map:
+		if v.Len() > maxRepositories {
+			return tooManyEntries(field, v.Len()).Error()
+		}
+		if v.Kind() == reflect.Map {
+			for it := v.MapRange(); it.Next(); {
+				if msg := sizeProblem(field, it.Key()); msg != "" {
+					return msg
+				}
+				if msg := sizeProblem(field, it.Value()); msg != "" {
+					return msg
+				}
+			}
+			return ""
+		}
+		for i := range v.Len() {
+			if msg := sizeProblem(field, v.Index(i)); msg != "" {
+				return msg
+			}
+		}
+	case reflect.Interface, reflect.Pointer:
+		if !v.IsNil() {
+			return sizeProblem(field, v.Elem())
 		}
 	}
 	return ""

@@ -977,3 +977,37 @@ func TestLowRateLimitWarns(t *testing.T) {
 	resp := e.mint("ci")
 	wantContains(t, strings.Join(resp.Warnings, "\n"), "rate limit for the App is low", "312 of 5000")
 }
+
+// TestHugeItemsAreNotQuotedWhole: one enormous entry (a megabyte-long repository name or permission) is refused
+// with an error of bounded size, on token and role writes.
+func TestHugeItemsAreNotQuotedWhole(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	e.role("ci", map[string]any{"owner": "acme", "repositories": "api", "permissions": "contents=read"})
+	huge := strings.Repeat("x", 1<<20)
+	hugeObject := map[string]any{}
+	for i := range 1000 {
+		hugeObject[fmt.Sprintf("p%d", i)] = "read"
+	}
+	for _, tt := range []struct {
+		name, path string
+		data       map[string]any
+	}{
+		{"repository name", "token/ci", map[string]any{"repositories": huge}},
+		{"owner-prefixed name", "token/ci", map[string]any{"repositories": "acme/" + huge}},
+		{"permission", "token/ci", map[string]any{"permissions": huge + "=read"}},
+		{"repository id", "token/ci", map[string]any{"repository_ids": strings.Repeat("9", 1<<20)}},
+		{"role repository", "roles/big", map[string]any{"owner": "acme", "repositories": huge}},
+		{"role owner", "roles/big", map[string]any{"owner": huge}},
+		{"role permission", "roles/big", map[string]any{"owner": "acme", "permissions": map[string]any{huge: "read"}}},
+		{"1000 role permissions", "roles/big", map[string]any{"owner": "acme", "permissions": hugeObject}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := e.do(logical.UpdateOperation, tt.path, tt.data)
+			_, msg := mustFail(t, resp, err)
+			if len(msg) > 2000 {
+				t.Fatalf("the error is %d bytes long: %.200s…", len(msg), msg)
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/framework"
 
@@ -25,8 +26,9 @@ const (
 	// maxRepositories is GitHub's limit on repositories (names and IDs together) in one token request. It also bounds
 	// every list parameter, checked before any other work on it.
 	maxRepositories = 500
-	// maxNamedItems bounds how many items one error message names.
+	// maxNamedItems bounds how many items one error message names, and maxItemBytes how much of each it quotes.
 	maxNamedItems = 20
+	maxItemBytes  = 300
 )
 
 var (
@@ -399,12 +401,30 @@ func typeName(v any) string {
 	}
 }
 
-// joinItems joins problems or refused items for one message, naming at most maxNamedItems of them.
+// joinItems joins problems or refused items for one message, naming at most maxNamedItems of them, each cut to
+// maxItemBytes: an error's size must not grow with its input.
 func joinItems(items []string) string {
-	if len(items) <= maxNamedItems {
-		return strings.Join(items, "; ")
+	n := min(len(items), maxNamedItems)
+	shown := make([]string, n)
+	for i, item := range items[:n] {
+		shown[i] = shorten(item, maxItemBytes)
 	}
-	return fmt.Sprintf("%s; and %d more", strings.Join(items[:maxNamedItems], "; "), len(items)-maxNamedItems)
+	if len(items) <= maxNamedItems {
+		return strings.Join(shown, "; ")
+	}
+	return fmt.Sprintf("%s; and %d more", strings.Join(shown, "; "), len(items)-maxNamedItems)
+}
+
+// shorten cuts s to at most n bytes at a character boundary, marking the cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", s[:cut], len(s))
 }
 
 func sortedKeys[V any](m map[string]V) []string {
