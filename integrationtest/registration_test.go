@@ -75,6 +75,7 @@ func TestRegistration(t *testing.T) {
 		}{
 			{mount + "/roles/x", []string{
 				"Manage roles: which installation, repositories and permissions tokens may carry.",
+				"Whether owner, repositories and repository_ids may hold Vault identity templates",
 				"Names of the repositories a token may cover, without the owner. Empty means every repository the installation can reach.",
 				"The permissions a token may carry, as name=level pairs such as contents=read or pull_requests=write.",
 			}},
@@ -85,7 +86,10 @@ func TestRegistration(t *testing.T) {
 			{mount + "/config", []string{
 				"Configure the GitHub App whose installation tokens this engine mints.",
 				"The App's RSA private key in PEM",
+				"The most calls to GitHub this mount has in flight at once",
 			}},
+			{mount + "/status", []string{"the first thing to look at when tokens fail"}},
+			{mount + "/metrics", []string{"Prometheus' text exposition format"}},
 		}
 		for _, tt := range tests {
 			help := normalizeSpace(v.cli(t, "path-help", tt.path))
@@ -110,6 +114,8 @@ func TestRegistration(t *testing.T) {
 			"github-app-generate-token",
 			"github-app-generate-token-with-parameters",
 			"github-app-list-installations",
+			"github-app-read-status",
+			"github-app-read-metrics",
 		} {
 			if !slices.Contains(ids, want) {
 				t.Errorf("sys/internal/specs/openapi has no operation %s for %s/; it has %v", want, mount, ids)
