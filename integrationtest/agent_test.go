@@ -115,21 +115,10 @@ func startAgent(t *testing.T, v *vaultServer, mount, addr string) (*agentRun, fu
 	configFile := filepath.Join(dir, "agent.hcl")
 
 	// Agent logs in with a Vault token that has the README's read policy, from a file (auto_auth token_file).
-	policy := mount + "-agent"
-	if r := v.run(v.rootToken, readExample(t, "policy-ci-read.hcl", mount), "policy", "write", policy, "-"); r.err != nil {
-		t.Fatalf("%s", r)
-	}
-	t.Cleanup(func() { v.run(v.rootToken, "", "policy", "delete", policy) })
-	var created struct {
-		Auth struct {
-			ClientToken string `json:"client_token"`
-		} `json:"auth"`
-	}
-	v.cliJSON(t, v.rootToken, &created, "token", "create", "-format=json", "-policy="+policy, "-ttl=10m")
-	if err := os.WriteFile(tokenFile, []byte(created.Auth.ClientToken+"\n"), 0o600); err != nil {
+	token := tokenWithExamplePolicy(t, v, mount, "policy-ci-read.hcl")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { v.run(v.rootToken, "", "token", "revoke", created.Auth.ClientToken) })
 
 	if err := os.WriteFile(source, []byte(readExample(t, "token.ctmpl", mount)), 0o600); err != nil {
 		t.Fatal(err)

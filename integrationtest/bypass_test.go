@@ -99,30 +99,3 @@ func TestPolicyBypassSpellings(t *testing.T) {
 		gh.mustReach(t, out.Data.Token, "api", "infra")
 	})
 }
-
-// tokenWithExamplePolicy writes an example policy of examples/ (mount path substituted) and returns a Vault token
-// that has it; both go when the test ends.
-func tokenWithExamplePolicy(t *testing.T, v *vaultServer, mount, example string) string {
-	t.Helper()
-	return tokenWithPolicyText(t, v, mount+"-"+example, readExample(t, example, mount))
-}
-
-func tokenWithPolicyText(t *testing.T, v *vaultServer, name, policy string) string {
-	t.Helper()
-	if r := v.run(v.rootToken, policy, "policy", "write", name, "-"); r.err != nil {
-		t.Fatalf("%s", r)
-	}
-	t.Cleanup(func() { v.run(v.rootToken, "", "policy", "delete", name) })
-	var out struct {
-		Auth struct {
-			ClientToken string `json:"client_token"`
-		} `json:"auth"`
-	}
-	v.cliJSON(t, v.rootToken, &out, "token", "create", "-format=json", "-policy="+name, "-ttl=15m")
-	if out.Auth.ClientToken == "" {
-		t.Fatal("vault token create returned no token")
-	}
-	// Revoked on the way out, so that its leases go with it.
-	t.Cleanup(func() { v.run(v.rootToken, "", "token", "revoke", out.Auth.ClientToken) })
-	return out.Auth.ClientToken
-}
