@@ -15,10 +15,17 @@ import (
 
 // target is one kind of read the load phases drive.
 type target struct {
-	name   string // "kv", "noop", "shaped", "github"
+	name   string // "kv", "noop", "shaped", "github"; with "-standby" when sent to a standby of a cluster
 	path   string // the Vault path read, e.g. github/token/bench
 	leased bool   // whether every read creates a lease (then the phase's leases are revoked afterwards)
+	addr   string // where the reads go, when not to -vault-addr (a standby, which forwards them to the active node)
 }
+
+// kind is the target without where its reads go: "github" for "github" and "github-standby".
+func (tg target) kind() string { return strings.TrimSuffix(tg.name, standbySuffix) }
+
+// standbySuffix marks a target whose reads go to a standby.
+const standbySuffix = "-standby"
 
 // phaseResult is one target at one concurrency.
 type phaseResult struct {
@@ -82,7 +89,11 @@ type workerResult struct {
 // and the time it took. A read counts as good when Vault answers 200 and, for leased targets, with a lease ID.
 func drive(ctx context.Context, hc *http.Client, v *vaultClient, tg target, conc int, dur time.Duration,
 ) ([]time.Duration, int, string, time.Duration) {
-	url, token, leased := v.addr+"/v1/"+tg.path, v.token, tg.leased
+	addr := v.addr
+	if tg.addr != "" {
+		addr = tg.addr
+	}
+	url, token, leased := addr+"/v1/"+tg.path, v.token, tg.leased
 	results := make([]workerResult, conc)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -176,6 +187,7 @@ type loadConfig struct {
 	pluginBin   string
 	noopBin     string
 	vaultPID    int
+	standbyPID  int // the standby that the -standby targets go through, when there is one (its CPU share)
 	emuPID      int
 	revokeLimit time.Duration
 	emuPort     int
@@ -213,19 +225,22 @@ func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*l
 
 			pr := phaseResult{Target: tg.name, Path: tg.path, Concurrency: conc}
 			pids := map[string]int{"vault": cfg.vaultPID, "emulator": cfg.emuPID, "loadgen": selfPID()}
+			if cfg.standbyPID > 0 {
+				pids["standby"] = cfg.standbyPID
+			}
 			pluginPID, _ := findPluginPID(cfg.pluginBin, cfg.vaultPID)
 			noopPID, _ := findPluginPID(cfg.noopBin, cfg.vaultPID)
 			pids["plugin"], pids["noop"] = pluginPID, noopPID
 			watched := pluginPID
-			if tg.name != "github" {
+			if tg.kind() != "github" {
 				watched = noopPID
 			}
-			if tg.name == "kv" {
+			if tg.kind() == "kv" {
 				watched = 0
 			}
 			var before emuStats
 			var err error
-			if tg.name == "github" {
+			if tg.kind() == "github" {
 				if before, err = cfg.emu.stats(ctx); err != nil {
 					return rep, err
 				}
@@ -238,7 +253,7 @@ func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*l
 				rss = sampleRSS(watched, 50*time.Millisecond)
 			}
 			var tcp *tcpSampler
-			if tg.name == "github" {
+			if tg.kind() == "github" {
 				tcp = sampleTCP(cfg.emuPort, 100*time.Millisecond)
 			}
 			cpu := startCPU(pids)
@@ -260,7 +275,7 @@ func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*l
 			pr.PerSecond = round1(float64(len(lat)-errs) / elapsed.Seconds())
 			pr.P50Ms, pr.P99Ms, pr.MaxMs = ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99)), ms(percentile(lat, 1))
 
-			if tg.name == "github" {
+			if tg.kind() == "github" {
 				after, err := cfg.emu.stats(ctx)
 				if err != nil {
 					return rep, err
@@ -288,7 +303,7 @@ func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*l
 				pr.LeasesRevoked, pr.RevokeSeconds = n, round2(d.Seconds())
 			}
 			line := fmt.Sprintf("  %.1f/s p50 %.2f ms p99 %.2f ms, %d errors", pr.PerSecond, pr.P50Ms, pr.P99Ms, pr.Errors)
-			if tg.name == "github" {
+			if tg.kind() == "github" {
 				line += fmt.Sprintf(", %.2f GitHub calls/token, %d new JWTs", pr.CallsPerToken, pr.NewJWTs)
 			}
 			logf("%s", line)
