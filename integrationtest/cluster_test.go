@@ -43,12 +43,18 @@ type cluster struct {
 	// client does when a standby answers 307 (it does when it cannot forward a request to the active node).
 	load *http.Client
 
-	mu         sync.Mutex
-	minted     map[string]struct{} // every token Vault handed to the tests, in memory only (the audit check)
-	hashed     map[string]struct{} // their hashed_token values
-	shapes     []commandShape      // every vault CLI call the tests made, reduced to its shape (the README check)
-	everActive map[string]bool     // the nodes seen as the active node
+	mu          sync.Mutex
+	minted      map[string]struct{} // every token Vault handed to the tests, in memory only (the audit check)
+	hashed      map[string]struct{} // their hashed_token values
+	shapes      []commandShape      // every vault CLI call the tests made, reduced to its shape (the README check)
+	everActive  map[string]bool     // the nodes seen as the active node
+	steppedDown time.Time           // the last vault operator step-down
 }
+
+// stepDownSleep is how long a node that stepped down sleeps before it watches again for leadership, and for its own
+// shutdown (manualStepDownSleepPeriod in Vault's vault/ha.go): a node stopped within that time takes until its end
+// to seal, and holds the requests that reach it meanwhile (they end in 503).
+const stepDownSleep = 10 * time.Second
 
 // startCluster starts a cluster and stops everything it started when t ends. A port that another process takes
 // between choosing and binding it makes the attempt fail; then it starts again with other ports.
@@ -225,6 +231,13 @@ func (c *cluster) stop(t *testing.T) {
 				t.Logf("--- last lines of %s's log:\n%s", v.name, v.proc.logTail(60))
 			}
 		}
+		if keep := os.Getenv("HA_KEEP_LOGS"); keep != "" {
+			for _, v := range c.nodes {
+				if v.proc != nil {
+					_ = copyFile(filepath.Join(keep, v.name+".log"), v.proc.logPath, 0o644)
+				}
+			}
+		}
 	}
 	if err := c.stopNodes(); err != nil {
 		t.Error(err)
@@ -362,15 +375,26 @@ func (c *cluster) checkHealthy() (*vaultServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	type leaderInfo struct {
+		LeaderAddress string `json:"leader_address"`
+		Committed     uint64 `json:"raft_committed_index"`
+		Applied       uint64 `json:"raft_applied_index"`
+	}
+	var lead leaderInfo
+	if err := c.getJSON(active, "sys/leader", &lead); err != nil {
+		return nil, err
+	}
 	for _, v := range c.standbys(active) {
-		var leader struct {
-			LeaderAddress string `json:"leader_address"`
-		}
-		if err := c.getJSON(v, "sys/leader", &leader); err != nil {
+		var follower leaderInfo
+		if err := c.getJSON(v, "sys/leader", &follower); err != nil {
 			return nil, err
 		}
-		if leader.LeaderAddress != active.addr {
-			return nil, fmt.Errorf("%s follows %q, not the active node %s (%s)", v.name, leader.LeaderAddress, active.name, active.addr)
+		if follower.LeaderAddress != active.addr {
+			return nil, fmt.Errorf("%s follows %q, not the active node %s (%s)", v.name, follower.LeaderAddress, active.name, active.addr)
+		}
+		// Caught up: it has applied what the leader had committed a moment before.
+		if follower.Applied < lead.Committed {
+			return nil, fmt.Errorf("%s has applied Raft index %d, the leader had committed %d", v.name, follower.Applied, lead.Committed)
 		}
 	}
 	var cfg struct {
@@ -503,6 +527,9 @@ func (c *cluster) stepDown(t *testing.T) (old, now *vaultServer) {
 	t.Helper()
 	old = c.active(t)
 	old.cli(t, "operator", "step-down")
+	c.mu.Lock()
+	c.steppedDown = time.Now()
+	c.mu.Unlock()
 	eventually(t, 60*time.Second, 100*time.Millisecond, "another node is active after vault operator step-down", func() error {
 		var err error
 		now, err = c.findActive(old)
