@@ -231,16 +231,19 @@ func (c *cluster) stop(t *testing.T) {
 				t.Logf("--- last lines of %s's log:\n%s", v.name, v.proc.logTail(60))
 			}
 		}
-		if keep := os.Getenv("HA_KEEP_LOGS"); keep != "" {
-			for _, v := range c.nodes {
-				if v.proc != nil {
-					_ = copyFile(filepath.Join(keep, v.name+".log"), v.proc.logPath, 0o644)
-				}
-			}
-		}
 	}
 	if err := c.stopNodes(); err != nil {
 		t.Error(err)
+	}
+	// HA_KEEP_LOGS=DIR keeps the nodes' server logs (they can hold tokens' hashes, never tokens) for a closer look.
+	if keep := os.Getenv("HA_KEEP_LOGS"); keep != "" {
+		for _, v := range c.nodes {
+			if v.proc != nil {
+				if err := copyFile(filepath.Join(keep, v.name+".log"), v.proc.logPath, 0o644); err != nil {
+					t.Error(err)
+				}
+			}
+		}
 	}
 	if c.gh != nil {
 		if err := c.gh.proc.stop(5 * time.Second); err != nil {
