@@ -202,13 +202,13 @@ func (c *cluster) setUp(t *testing.T) {
 	t.Helper()
 	// A relative file_path is relative to each node's working directory: one audit log per node, as on separate
 	// machines, where it would be /var/log/vault/audit.log on each. Only the active node writes to it.
-	c.cli(t, "audit", "enable", "file", "file_path=audit.log")
+	c.active(t).cli(t, "audit", "enable", "file", "file_path=audit.log")
 	var err error
 	if c.pluginSHA, err = fileSHA256(c.bins.plugin); err != nil {
 		t.Fatal(err)
 	}
 	c.cli(t, "plugin", "register", "-sha256="+c.pluginSHA, "-version="+c.bins.pluginVersion, "secret", pluginName)
-	c.cli(t, "secrets", "enable", "-path="+clusterMount, "-plugin-version="+c.bins.pluginVersion, pluginName)
+	c.active(t).cli(t, "secrets", "enable", "-path="+clusterMount, "-plugin-version="+c.bins.pluginVersion, pluginName)
 	// hashed_token in clear in the audit log, so that an operator can follow a token from there to GitHub's log.
 	c.cli(t, "secrets", "tune", "-audit-non-hmac-response-keys=hashed_token", clusterMount+"/")
 	c.configure(t)
@@ -272,15 +272,60 @@ func (c *cluster) stopNodes() error {
 // ------------------------------------------------------------------------------------------------ talking to it
 
 // cli runs the vault CLI as root against the active node and fails the test if it fails. It returns stdout.
+//
+// Like any client of a cluster, it retries what a leader change can cause (no answer, a 5xx) for up to a minute,
+// on whichever node is active then: with performance_multiplier = 1 the leader's lease is half a second, and on
+// two busy cores a leader sometimes loses it for a moment. Only idempotent commands may go through cli; the
+// others (enabling a mount or an audit device, step-down) call the node's cli once.
 func (c *cluster) cli(t *testing.T, args ...string) string {
 	t.Helper()
-	return c.active(t).cli(t, args...)
+	return c.cliOn(t, nil, args...)
+}
+
+// cliOn is cli against node v (a standby forwards the request), or against the active node when v is nil.
+func (c *cluster) cliOn(t *testing.T, v *vaultServer, args ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		node := v
+		if node == nil {
+			node = c.active(t)
+		}
+		r := node.run(c.rootToken, "", args...)
+		if r.err == nil {
+			return r.stdout
+		}
+		if !retryableCLI(r) || time.Now().After(deadline) {
+			t.Fatalf("%s", r)
+		}
+		t.Logf("retrying vault %s on %s after: %s", strings.Join(args, " "), node.name, strings.TrimSpace(redact(r.stderr)))
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// cliJSONOn is cliOn with -format=json (put it in args), decoded into out.
+func (c *cluster) cliJSONOn(t *testing.T, v *vaultServer, out any, args ...string) {
+	t.Helper()
+	stdout := c.cliOn(t, v, args...)
+	if err := json.Unmarshal([]byte(stdout), out); err != nil {
+		t.Fatalf("vault %s: decoding the JSON output: %v", strings.Join(args, " "), err)
+	}
+}
+
+// retryableCLI says whether a failed vault CLI call failed the way a leader change makes calls fail.
+func retryableCLI(r cliResult) bool {
+	for _, s := range []string{"Code: 500", "Code: 502", "Code: 503", "connection refused", "connection reset", "EOF"} {
+		if strings.Contains(r.stderr, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // cliJSON is cli with -format=json (put it in args), decoded into out.
 func (c *cluster) cliJSON(t *testing.T, out any, args ...string) {
 	t.Helper()
-	c.active(t).cliJSON(t, c.rootToken, out, args...)
+	c.cliJSONOn(t, nil, out, args...)
 }
 
 // active returns the active node, waiting up to 60 seconds for there to be one.
@@ -459,7 +504,7 @@ func (c *cluster) waitHealthy(t *testing.T, timeout time.Duration) *vaultServer 
 			} `json:"config"`
 		} `json:"data"`
 	}
-	active.cliJSON(t, c.rootToken, &peers, "operator", "raft", "list-peers", "-format=json")
+	c.cliJSONOn(t, active, &peers, "operator", "raft", "list-peers", "-format=json")
 	if n := len(peers.Data.Config.Servers); n != clusterSize {
 		t.Fatalf("vault operator raft list-peers shows %d peers, want %d", n, clusterSize)
 	}
@@ -468,7 +513,7 @@ func (c *cluster) waitHealthy(t *testing.T, timeout time.Duration) *vaultServer 
 		Healthy bool
 		Servers map[string]struct{ Status string }
 	}
-	active.cliJSON(t, c.rootToken, &ap, "operator", "raft", "autopilot", "state", "-format=json")
+	c.cliJSONOn(t, active, &ap, "operator", "raft", "autopilot", "state", "-format=json")
 	if !ap.Healthy || len(ap.Servers) != clusterSize {
 		t.Fatalf("vault operator raft autopilot state: healthy=%v with %d servers", ap.Healthy, len(ap.Servers))
 	}
@@ -541,10 +586,27 @@ func (c *cluster) stepDown(t *testing.T) (old, now *vaultServer) {
 	return old, now
 }
 
-// leases lists the lease IDs under a prefix such as github/token/ci/, asking the active node.
+// leases lists the lease IDs under a prefix such as github/token/ci/, asking the active node (again, should a
+// leader change get in the way).
 func (c *cluster) leases(t *testing.T, prefix string) []string {
 	t.Helper()
-	return c.active(t).leasesUnder(t, prefix)
+	var ids []string
+	eventually(t, time.Minute, 500*time.Millisecond, "listing the leases under "+prefix, func() error {
+		s, err := c.active(t).client(t, c.rootToken).Logical().List("sys/leases/lookup/" + strings.TrimSuffix(prefix, "/") + "/")
+		if err != nil {
+			return err
+		}
+		ids = nil
+		if s == nil {
+			return nil
+		}
+		keys, _ := s.Data["keys"].([]any)
+		for _, k := range keys {
+			ids = append(ids, strings.TrimSuffix(prefix, "/")+"/"+fmt.Sprint(k))
+		}
+		return nil
+	})
+	return ids
 }
 
 // irrevocable reads `vault read sys/leases/count type=irrevocable`: leases Vault gave up revoking.
@@ -559,12 +621,57 @@ func (c *cluster) irrevocable(t *testing.T) int {
 	return out.Data.LeaseCount
 }
 
-// mint reads token/<role> with the CLI on node v and remembers the token for the audit check.
+// mint reads token/<role> with the CLI on node v (retrying as cli does) and remembers the token for the audit check.
 func (c *cluster) mint(t *testing.T, v *vaultServer, role string) secretOutput {
 	t.Helper()
-	out := v.mintCLI(t, c.rootToken, clusterMount+"/token/"+role)
-	c.remember(out.Data.Token, out.Data.HashedToken)
-	return out
+	path := clusterMount + "/token/" + role
+	deadline := time.Now().Add(time.Minute)
+	for {
+		r := v.run(c.rootToken, "", "read", "-format=json", path)
+		if r.err == nil {
+			var out secretOutput
+			if err := decodeSecret(r.stdout, &out); err != nil {
+				t.Fatalf("vault read %s: %v", path, err)
+			}
+			c.remember(out.Data.Token, out.Data.HashedToken)
+			return out
+		}
+		if !retryableCLI(r) || time.Now().After(deadline) {
+			t.Fatalf("%s", r)
+		}
+		t.Logf("retrying vault read %s on %s after: %s", path, v.name, strings.TrimSpace(redact(r.stderr)))
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// raftTerm is the Raft term of the current leader: it grows with every election, so two equal readings bracket a
+// time without a leader change.
+func (c *cluster) raftTerm(t *testing.T) uint64 {
+	t.Helper()
+	var term uint64
+	eventually(t, time.Minute, 250*time.Millisecond, "reading the Raft term", func() error {
+		a, err := c.findActive(nil)
+		if err != nil {
+			return err
+		}
+		var ap struct {
+			Data struct {
+				Leader  string `json:"leader"`
+				Servers map[string]struct {
+					LastTerm uint64 `json:"last_term"`
+				} `json:"servers"`
+			} `json:"data"`
+		}
+		if err := c.getJSON(a, "sys/storage/raft/autopilot/state", &ap); err != nil {
+			return err
+		}
+		term = ap.Data.Servers[ap.Data.Leader].LastTerm
+		if term == 0 {
+			return errors.New("no term for the leader")
+		}
+		return nil
+	})
+	return term
 }
 
 func (c *cluster) remember(token, hashed string) {
@@ -585,7 +692,7 @@ type mountInfo struct {
 func (c *cluster) mountOn(t *testing.T, v *vaultServer) mountInfo {
 	t.Helper()
 	var mounts map[string]mountInfo
-	v.cliJSON(t, c.rootToken, &mounts, "secrets", "list", "-detailed", "-format=json")
+	c.cliJSONOn(t, v, &mounts, "secrets", "list", "-detailed", "-format=json")
 	m, ok := mounts[clusterMount+"/"]
 	if !ok {
 		t.Fatalf("vault secrets list -detailed on %s has no %s/", v.name, clusterMount)
@@ -740,7 +847,8 @@ func (l *mintLoad) readOnce(v *vaultServer) (r mintResult, refused bool) {
 	return r, false
 }
 
-// mintN mints exactly n tokens from path with workers going round the nodes, and fails the test on any failure.
+// mintN mints exactly n tokens from path with workers going round the nodes, retrying what a retrying client
+// retries (for up to a minute a token), and fails the test on any other failure.
 func (c *cluster) mintN(t *testing.T, path string, n, workers int) []mintResult {
 	t.Helper()
 	l := &mintLoad{c: c, path: path, started: time.Now()}
@@ -756,7 +864,16 @@ func (c *cluster) mintN(t *testing.T, path string, n, workers int) []mintResult 
 				if k >= int64(n) {
 					return
 				}
-				results[k], _ = l.readOnce(c.nodes[i%clusterSize])
+				deadline := time.Now().Add(time.Minute)
+				for {
+					r, _ := l.readOnce(c.nodes[i%clusterSize])
+					results[k] = r
+					if r.ok() || !r.retryable() || time.Now().After(deadline) {
+						break
+					}
+					i++
+					time.Sleep(100 * time.Millisecond)
+				}
 			}
 		}()
 	}
