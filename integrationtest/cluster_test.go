@@ -491,9 +491,16 @@ func (c *cluster) waitHealthy(t *testing.T, timeout time.Duration) *vaultServer 
 	var active *vaultServer
 	eventually(t, timeout, 250*time.Millisecond, "the cluster is healthy", func() error {
 		var err error
-		active, err = c.checkHealthy()
-		return err
+		if active, err = c.checkHealthy(); err != nil {
+			return err
+		}
+		return c.healthyByCLI(active)
 	})
+	return active
+}
+
+// healthyByCLI asks what an operator asks: `vault operator raft list-peers`, `vault operator raft autopilot state`.
+func (c *cluster) healthyByCLI(active *vaultServer) error {
 	var peers struct {
 		Data struct {
 			Config struct {
@@ -504,20 +511,32 @@ func (c *cluster) waitHealthy(t *testing.T, timeout time.Duration) *vaultServer 
 			} `json:"config"`
 		} `json:"data"`
 	}
-	c.cliJSONOn(t, active, &peers, "operator", "raft", "list-peers", "-format=json")
+	r := active.run(c.rootToken, "", "operator", "raft", "list-peers", "-format=json")
+	if r.err != nil {
+		return errors.New(r.String())
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &peers); err != nil {
+		return fmt.Errorf("vault operator raft list-peers: %w", err)
+	}
 	if n := len(peers.Data.Config.Servers); n != clusterSize {
-		t.Fatalf("vault operator raft list-peers shows %d peers, want %d", n, clusterSize)
+		return fmt.Errorf("vault operator raft list-peers shows %d peers, want %d", n, clusterSize)
 	}
 	// The CLI prints autopilot's state with Go's field names (Healthy, Status).
 	var ap struct {
 		Healthy bool
 		Servers map[string]struct{ Status string }
 	}
-	c.cliJSONOn(t, active, &ap, "operator", "raft", "autopilot", "state", "-format=json")
-	if !ap.Healthy || len(ap.Servers) != clusterSize {
-		t.Fatalf("vault operator raft autopilot state: healthy=%v with %d servers", ap.Healthy, len(ap.Servers))
+	r = active.run(c.rootToken, "", "operator", "raft", "autopilot", "state", "-format=json")
+	if r.err != nil {
+		return errors.New(r.String())
 	}
-	return active
+	if err := json.Unmarshal([]byte(r.stdout), &ap); err != nil {
+		return fmt.Errorf("vault operator raft autopilot state: %w", err)
+	}
+	if !ap.Healthy || len(ap.Servers) != clusterSize {
+		return fmt.Errorf("vault operator raft autopilot state: healthy=%v with %d servers", ap.Healthy, len(ap.Servers))
+	}
+	return nil
 }
 
 // unsealAPI unseals a node through the API and waits until it is unsealed (active or standby). A node that has
@@ -567,6 +586,19 @@ func (c *cluster) startAgain(t *testing.T, v *vaultServer) {
 	v.onRun([]string{"server", "-config=" + v.configFile})
 	if err := v.startServer(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// revive starts and unseals any node a failed earlier subtest left stopped, so that each subtest starts from a
+// full cluster.
+func (c *cluster) revive(t *testing.T) {
+	t.Helper()
+	for _, v := range c.nodes {
+		if v.proc.exited() {
+			t.Logf("%s was left stopped: starting it again", v.name)
+			c.startAgain(t, v)
+			c.unsealAPI(t, v)
+		}
 	}
 }
 
@@ -739,6 +771,7 @@ type mintLoad struct {
 	path     string
 	started  time.Time
 	quit     chan struct{}
+	stopOnce sync.Once
 	wg       sync.WaitGroup
 	inFlight atomic.Int64
 
@@ -748,13 +781,15 @@ type mintLoad struct {
 
 // startLoad starts workers that read path, each sending its requests to the nodes in turn (worker i starts at
 // node i), pausing after each success. A node that refuses a connection is skipped by that worker for a second,
-// what a client-side load balancer with passive health checks does; after any failure a worker waits 50 ms.
-func (c *cluster) startLoad(path string, workers int, pause time.Duration) *mintLoad {
+// what a client-side load balancer with passive health checks does; after any failure a worker waits 50 ms. The
+// load stops when the test ends, if not before: a load left running would mint into the next test's accounting.
+func (c *cluster) startLoad(t *testing.T, path string, workers int, pause time.Duration) *mintLoad {
 	l := &mintLoad{c: c, path: path, started: time.Now(), quit: make(chan struct{})}
 	for w := range workers {
 		l.wg.Add(1)
 		go l.worker(w, pause)
 	}
+	t.Cleanup(func() { l.stop() })
 	return l
 }
 
@@ -888,7 +923,7 @@ func (c *cluster) mintN(t *testing.T, path string, n, workers int) []mintResult 
 
 // stop stops the workers, waits for their last requests, and returns every result in order of start.
 func (l *mintLoad) stop() []mintResult {
-	close(l.quit)
+	l.stopOnce.Do(func() { close(l.quit) })
 	l.wg.Wait()
 	l.mu.Lock()
 	defer l.mu.Unlock()

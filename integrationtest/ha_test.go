@@ -44,11 +44,18 @@ func TestCluster(t *testing.T) {
 	}()
 	t.Cleanup(func() { <-built })
 
-	t.Run("standbys", func(t *testing.T) { testStandbys(t, c) })
+	// Each subtest starts from a full cluster, even if one before it failed half-way.
+	run := func(name string, f func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			c.revive(t)
+			f(t)
+		})
+	}
+	run("standbys", func(t *testing.T) { testStandbys(t, c) })
 	var rollingDone func(t *testing.T)
-	t.Run("rolling restart", func(t *testing.T) { rollingDone = testRollingRestart(t, c) })
-	t.Run("failover", func(t *testing.T) { runFailover(t, c) })
-	t.Run("plugin upgrade", func(t *testing.T) {
+	run("rolling restart", func(t *testing.T) { rollingDone = testRollingRestart(t, c) })
+	run("failover", func(t *testing.T) { runFailover(t, c) })
+	run("plugin upgrade", func(t *testing.T) {
 		if err := <-built; err != nil {
 			built <- err
 			t.Fatal(err)
@@ -56,15 +63,15 @@ func TestCluster(t *testing.T) {
 		built <- nil
 		testUpgrade(t, c, upgradeBin, upgradeVersion)
 	})
-	t.Run("snapshot", func(t *testing.T) { testSnapshot(t, c) })
-	t.Run("rolling restart leases end", func(t *testing.T) {
+	run("snapshot", func(t *testing.T) { testSnapshot(t, c) })
+	run("rolling restart leases end", func(t *testing.T) {
 		if rollingDone == nil {
 			t.Fatal("the rolling restart did not get as far as its leases")
 		}
 		rollingDone(t)
 	})
-	t.Run("audit", func(t *testing.T) { testAudit(t, c) })
-	t.Run("readme commands", func(t *testing.T) { testReadmeCommands(t, c) })
+	run("audit", func(t *testing.T) { testAudit(t, c) })
+	run("readme commands", func(t *testing.T) { testReadmeCommands(t, c) })
 }
 
 // writeRole writes a role for tokens on the repository api.
@@ -214,7 +221,7 @@ func runFailover(t *testing.T, c *cluster) failoverReport {
 	rep := failoverReport{Readers: readers, LoadSeconds: loadFor.Seconds(), KillAfterSeconds: killAfter.Seconds(),
 		Orphans: []string{}}
 
-	load := c.startLoad(clusterMount+"/token/"+role, readers, 0)
+	load := c.startLoad(t, clusterMount+"/token/"+role, readers, 0)
 	time.Sleep(killAfter)
 	// The active node of this moment (on a busy machine a leader may have changed since the load began).
 	victim, err := c.findActive(nil)
@@ -434,7 +441,7 @@ func testRollingRestart(t *testing.T, c *cluster) func(t *testing.T) {
 		time.Sleep(settle)
 	}
 
-	probe := c.startLoad(clusterMount+"/token/rolling-probe", 2, 100*time.Millisecond)
+	probe := c.startLoad(t, clusterMount+"/token/rolling-probe", 2, 100*time.Millisecond)
 	type window struct {
 		node       string
 		active     bool
@@ -568,7 +575,7 @@ func testUpgrade(t *testing.T, c *cluster, newBin, newVersion string) {
 	switchTo := func(t *testing.T, version, sha string, reload []string) {
 		t.Helper()
 		term := c.raftTerm(t)
-		probe := c.startLoad(clusterMount+"/token/upgrade-probe", 2, 20*time.Millisecond)
+		probe := c.startLoad(t, clusterMount+"/token/upgrade-probe", 2, 20*time.Millisecond)
 		time.Sleep(500 * time.Millisecond)
 		c.cli(t, "secrets", "tune", "-plugin-version="+version, clusterMount+"/")
 		c.cli(t, reload...)
