@@ -12,6 +12,8 @@
 //	CI               when true, nothing skips: a missing piece fails the run
 //	HA_FAILOVER_REPORT  TestCluster/failover appends its report to this file as a JSON line (make bench-ha)
 //	HA_KEEP_LOGS     a directory where TestCluster copies its nodes' server logs
+//	HA_PERFORMANCE_MULTIPLIER  Raft's performance_multiplier in TestCluster (default 3; Vault advises 1 on
+//	                 production hardware, which three nodes on two shared cores are not)
 //
 // Without CI, the tests skip (with the reason) only when no Vault binary can be obtained.
 //

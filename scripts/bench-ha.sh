@@ -12,6 +12,7 @@
 #   BENCH_CONCURRENCY=1,4,16    concurrencies of the load phases
 #   BENCH_FAILOVER_RUNS=3       runs of TestCluster/failover (0 skips them)
 #   BENCH_OUT=$BIN/bench-ha     where the JSON results and report.md go
+#   HA_PERFORMANCE_MULTIPLIER=3 Raft's performance_multiplier, for the load phases and the failover runs
 #
 # A quick smoke run: BENCH_DURATION=2s BENCH_WARMUP=0s BENCH_FAILOVER_RUNS=1 make bench-ha
 set -euo pipefail
@@ -91,7 +92,7 @@ fi
 	echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "Commit: $commit"
 	echo "Plugin: $PLUGIN_NAME $PLUGIN_VERSION"
-	echo "Vault: $vault_version, 3 nodes, integrated storage (Raft), performance_multiplier 1, file audit device on, log level ${VAULT_LOG_LEVEL:-info}"
+	echo "Vault: $vault_version, 3 nodes, integrated storage (Raft), performance_multiplier ${HA_PERFORMANCE_MULTIPLIER:-3}, file audit device on, log level ${VAULT_LOG_LEVEL:-info}"
 	echo "Go: $(go version | sed 's/^go version //')"
 	echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(nproc) cores (shared by the three nodes, the emulator and the load generator)"
 	echo "Memory: $(awk '/MemTotal/ {printf "%.1f GB", $2/1024/1024}' /proc/meminfo)"

@@ -36,6 +36,8 @@ type failoverRun struct {
 	HeldUnseen        int      `json:"held_by_lease_unseen"`
 	Revoked           int      `json:"revoked"`
 	LeasesAfterLoad   int      `json:"leases_after_load"`
+	UnseenLeases      int      `json:"unseen_leases"`
+	ErrorsBeforeKill  int      `json:"errors_before_kill"`
 	Orphans           []string `json:"orphans"`
 	SecondsToNoLeases float64  `json:"seconds_to_no_leases"`
 	Irrevocable       int      `json:"irrevocable"`
