@@ -178,15 +178,16 @@ func writeFailover(w io.Writer, runs []failoverRun) {
 	fmt.Fprintf(w, "%d readers mint for %.0f s through the three nodes; at %.0f s the active node is killed with SIGKILL "+
 		"(with its plugin). Leases have a 30 s TTL; the killed node stays down until every lease has ended, then "+
 		"rejoins.\n\n", r0.Readers, r0.LoadSeconds, r0.KillAfterSeconds)
-	fmt.Fprintln(w, "| run | killed → new active | mints/s before the kill | in flight at the kill | **recovery s** "+
-		"| longest gap s | mints | errors | issued by GitHub | held by a lease: seen | not seen | revoked at load end "+
-		"| **orphans** | no lease left, s after the last expiry | irrevocable | rejoin s |")
-	fmt.Fprintln(w, "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Fprintln(w, "| run | killed at s | killed → new active | mints/s before the kill | in flight at the kill "+
+		"| **recovery s** | longest gap s | mints | errors (before the kill) | issued by GitHub | held by a lease: seen "+
+		"| not seen | revoked at load end | **orphans** | no lease left, s after the last expiry | irrevocable | rejoin s |")
+	fmt.Fprintln(w, "|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for i, r := range runs {
-		fmt.Fprintf(w, "| %d | %s → %s | %.0f | %d | **%.2f** | %.2f | %d | %d | %d | %d | %d | %d | **%d** | %.1f | %d | %.1f |\n",
-			i+1, r.KilledNode, r.NewActive, r.MintsPerSecond, r.InFlightAtKill, r.RecoverySeconds, r.LongestGapSeconds,
-			r.Mints, r.Errors, r.Issued, r.HeldSeen, r.HeldUnseen, r.Revoked, len(r.Orphans), r.SecondsToNoLeases,
-			r.Irrevocable, r.RejoinSeconds)
+		fmt.Fprintf(w, "| %d | %.2f | %s → %s | %.0f | %d | **%.2f** | %.2f | %d | %d (%d) | %d | %d | %d | %d | **%d** "+
+			"| %.1f | %d | %.1f |\n",
+			i+1, r.KillAfterSeconds, r.KilledNode, r.NewActive, r.MintsPerSecond, r.InFlightAtKill, r.RecoverySeconds,
+			r.LongestGapSeconds, r.Mints, r.Errors, r.ErrorsBeforeKill, r.Issued, r.HeldSeen, r.HeldUnseen, r.Revoked,
+			len(r.Orphans), r.SecondsToNoLeases, r.Irrevocable, r.RejoinSeconds)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Recovery: from the SIGKILL to the first successful mint after it. Held by a lease \"seen\": the "+
