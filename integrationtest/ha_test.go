@@ -170,7 +170,8 @@ func durationIs(v any, want time.Duration) bool {
 
 // failoverReport is what the failover test measured; make bench-ha collects it from several runs.
 type failoverReport struct {
-	Readers          int     `json:"readers"`
+	PerformanceMultiplier int `json:"performance_multiplier"` // Raft's, see defaultPerformanceMultiplier
+	Readers               int `json:"readers"`
 	LoadSeconds      float64 `json:"load_seconds"`
 	KillAfterSeconds float64 `json:"kill_after_seconds"`
 	KilledNode       string  `json:"killed_node"`
@@ -219,8 +220,9 @@ func runFailover(t *testing.T, c *cluster) failoverReport {
 	c.writeRole(t, role, ttl.String())
 	c.waitHealthy(t, 60*time.Second)
 	before := c.gh.tokenRecords(t)
-	rep := failoverReport{Readers: readers, LoadSeconds: loadFor.Seconds(), KillAfterSeconds: killAfter.Seconds(),
-		Orphans: []string{}}
+	multiplier, _ := performanceMultiplier()
+	rep := failoverReport{PerformanceMultiplier: multiplier, Readers: readers, LoadSeconds: loadFor.Seconds(),
+		KillAfterSeconds: killAfter.Seconds(), Orphans: []string{}}
 
 	load := c.startLoad(t, clusterMount+"/token/"+role, readers, 0)
 	time.Sleep(killAfter)
