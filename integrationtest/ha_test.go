@@ -170,13 +170,13 @@ func durationIs(v any, want time.Duration) bool {
 
 // failoverReport is what the failover test measured; make bench-ha collects it from several runs.
 type failoverReport struct {
-	PerformanceMultiplier int `json:"performance_multiplier"` // Raft's, see defaultPerformanceMultiplier
-	Readers               int `json:"readers"`
-	LoadSeconds      float64 `json:"load_seconds"`
-	KillAfterSeconds float64 `json:"kill_after_seconds"`
-	KilledNode       string  `json:"killed_node"`
-	NewActive        string  `json:"new_active"`
-	InFlightAtKill   int     `json:"in_flight_at_kill"`
+	PerformanceMultiplier int     `json:"performance_multiplier"` // Raft's, see defaultPerformanceMultiplier
+	Readers               int     `json:"readers"`
+	LoadSeconds           float64 `json:"load_seconds"`
+	KillAfterSeconds      float64 `json:"kill_after_seconds"`
+	KilledNode            string  `json:"killed_node"`
+	NewActive             string  `json:"new_active"`
+	InFlightAtKill        int     `json:"in_flight_at_kill"`
 	// RecoverySeconds: from the SIGKILL to the first mint that succeeded after it.
 	RecoverySeconds float64 `json:"recovery_seconds"`
 	// LongestGapSeconds: the longest time without a successful mint over the whole load.
