@@ -572,6 +572,60 @@ func higherVersion(v string) (string, error) {
 	return fmt.Sprintf("v%s.%s.%d-upgrade", m[1], m[2], patch+1), nil
 }
 
+// TestHigherVersion: the upgrade's version is above the registered one in semantic versioning, and the obvious
+// suffix would not be.
+func TestHigherVersion(t *testing.T) {
+	tests := []struct{ from, want string }{
+		{"v0.1.0", "v0.1.1-upgrade"},
+		{"v1.2.3-rc.1", "v1.2.4-upgrade"},
+		{"v2.0.9+build.7", "v2.0.10-upgrade"},
+	}
+	for _, tt := range tests {
+		got, err := higherVersion(tt.from)
+		if err != nil || got != tt.want {
+			t.Errorf("higherVersion(%q) = %q, %v; want %q", tt.from, got, err, tt.want)
+		}
+		if !semverLess(tt.from, got) {
+			t.Errorf("%s does not sort above %s", got, tt.from)
+		}
+	}
+	if !semverLess("v0.1.0-upgrade", "v0.1.0") {
+		t.Error("a pre-release should sort below its release")
+	}
+	if _, err := higherVersion("0.1"); err == nil {
+		t.Error("higherVersion accepted 0.1")
+	}
+}
+
+// semverLess compares vMAJOR.MINOR.PATCH[-PRERELEASE][+BUILD] by semantic versioning's precedence (pre-release
+// identifiers compared as whole strings, which is enough here).
+func semverLess(a, b string) bool {
+	parse := func(v string) (nums [3]int, pre string) {
+		v, _, _ = strings.Cut(strings.TrimPrefix(v, "v"), "+")
+		core, pre, _ := strings.Cut(v, "-")
+		for i, f := range strings.SplitN(core, ".", 3) {
+			nums[i], _ = strconv.Atoi(f)
+		}
+		return nums, pre
+	}
+	an, ap := parse(a)
+	bn, bp := parse(b)
+	for i := range an {
+		if an[i] != bn[i] {
+			return an[i] < bn[i]
+		}
+	}
+	switch {
+	case ap == bp:
+		return false
+	case ap == "":
+		return false
+	case bp == "":
+		return true
+	}
+	return ap < bp
+}
+
 // testUpgrade: a second build of the plugin with a higher version goes into every node's plugin directory, is
 // registered beside the first, and the mount switches to it with `vault secrets tune -plugin-version` and a
 // reload, while mints go on; leases of the old version are revoked by the new one; a leader change shows that
