@@ -65,13 +65,16 @@ vault secrets enable -path=noop -plugin-version="$NOOP_VERSION" "$NOOP_NAME" >/d
 vault write github/roles/bench owner=acme repositories=api,web permissions=contents=read,pull_requests=write \
 	ttl=30m >/dev/null
 
-# cluster_start leaves node1 active; node2 is the standby the -standby targets go through.
-[ "$(curl -s -o /dev/null -w '%{http_code}' "${NODE_ADDRS[0]}/v1/sys/health")" = 200 ] || die "node1 is not active"
-log "load phases: concurrency $BENCH_CONCURRENCY, $BENCH_DURATION each; github and no-op, via node1 (active) and node2 (standby)"
-"$WORK/loadgen" -mode load -vault-addr "${NODE_ADDRS[0]}" -vault-token "$VAULT_TOKEN" -github-url "$GITHUB_URL" \
-	-standby-addr "${NODE_ADDRS[1]}" -targets github,github-standby,noop,noop-standby \
-	-plugin-bin "${NODE_DIRS[0]}/plugins/$PLUGIN_NAME" -noop-bin "${NODE_DIRS[0]}/plugins/$NOOP_NAME" \
-	-vault-pid "${NODE_PIDS[0]}" -standby-pid "${NODE_PIDS[1]}" -emulator-pid "$FAKEGITHUB_PID" \
+# The load generator looks up the active node before every phase (a busy machine may change the leader) and sends
+# the -standby targets to the node after it.
+nodes=""
+for i in 0 1 2; do
+	nodes="$nodes${nodes:+,}node$((i + 1))=${NODE_ADDRS[$i]}=${NODE_PIDS[$i]}=${NODE_DIRS[$i]}/plugins"
+done
+log "load phases: concurrency $BENCH_CONCURRENCY, $BENCH_DURATION each; github and no-op, via the active node and a standby"
+"$WORK/loadgen" -mode load -cluster "$nodes" -vault-token "$VAULT_TOKEN" -github-url "$GITHUB_URL" \
+	-targets github,github-standby,noop,noop-standby \
+	-plugin-bin "$PLUGIN_NAME" -noop-bin "$NOOP_NAME" -emulator-pid "$FAKEGITHUB_PID" \
 	-duration "$BENCH_DURATION" -warmup "$BENCH_WARMUP" -concurrency "$BENCH_CONCURRENCY" \
 	-out "$BENCH_OUT/load.json" || log "the load phases failed; reporting what there is"
 vault_version=$(vault version)

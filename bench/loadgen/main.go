@@ -46,6 +46,9 @@ func run() error {
 		targetsFlag = flag.String("targets", "kv,noop,shaped,github", "load: targets in order; NAME-standby sends NAME's reads to -standby-addr")
 		standbyAddr = flag.String("standby-addr", "", "a standby of the cluster at -vault-addr (the -standby targets)")
 		standbyPID  = flag.Int("standby-pid", 0, "the standby's PID (CPU share)")
+		clusterFlag = flag.String("cluster", "", "load: the cluster's nodes as NAME=ADDR=PID=PLUGIN_DIR,...; the "+
+			"active node and a standby are looked up before every phase (then -vault-addr, -standby-addr and the PIDs "+
+			"are not needed)")
 		failoverRep = flag.String("failover", "", "ha-report: the failover reports, one JSON object a line")
 		emuPID      = flag.Int("emulator-pid", 0, "the emulator's PID (CPU share)")
 		vaultLog    = flag.String("vault-log", "", "Vault's log file (the storm counts failed revocations in it)")
@@ -87,6 +90,27 @@ func run() error {
 		return writeHAReport(os.Stdout, *metaFile, *loadJSON, *failoverRep)
 	}
 
+	var cluster *clusterNodes
+	if *clusterFlag != "" {
+		cluster = &clusterNodes{}
+		for _, n := range strings.Split(*clusterFlag, ",") {
+			f := strings.SplitN(n, "=", 4)
+			pid, err := strconv.Atoi(f[min(2, len(f)-1)])
+			if len(f) != 4 || err != nil {
+				return fmt.Errorf("-cluster %q: expected NAME=ADDR=PID=PLUGIN_DIR", n)
+			}
+			cluster.names = append(cluster.names, f[0])
+			cluster.addrs = append(cluster.addrs, strings.TrimRight(f[1], "/"))
+			cluster.pids = append(cluster.pids, pid)
+			cluster.pluginDirs = append(cluster.pluginDirs, f[3])
+		}
+		if *vaultAddr == "" {
+			*vaultAddr = cluster.addrs[0]
+		}
+		if *standbyAddr == "" {
+			*standbyAddr = cluster.addrs[1%len(cluster.addrs)]
+		}
+	}
 	if *vaultAddr == "" || *vaultToken == "" || *githubURL == "" {
 		return fmt.Errorf("-vault-addr, -vault-token and -github-url are required (VAULT_ADDR and VAULT_TOKEN work too)")
 	}
@@ -137,6 +161,7 @@ func run() error {
 			vault: admin, hot: hot, emu: emu, targets: targets,
 			concurrency: conc, duration: *duration, warmup: *warmup,
 			pluginBin: *pluginBin, noopBin: *noopBin, vaultPID: *vaultPID, standbyPID: *standbyPID, emuPID: *emuPID,
+			cluster:     cluster,
 			revokeLimit: *revokeLimit, emuPort: emuPort,
 		}, logf)
 	case "storm":

@@ -103,6 +103,9 @@ func writeHALoad(w io.Writer, load *loadReport) {
 			if strings.HasSuffix(name, standbySuffix) {
 				to = "standby"
 			}
+			if p.SentTo != "" {
+				to += " (" + p.SentTo + ")"
+			}
 			label := targetLabel[strings.TrimSuffix(name, standbySuffix)]
 			fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.2f | %.2f | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n",
 				label, to, c, p.PerSecond, p.P50Ms, p.P99Ms, p.Errors,
@@ -113,7 +116,10 @@ func writeHALoad(w io.Writer, load *loadReport) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "A standby of Vault Community Edition serves no request itself: it forwards each one over the cluster "+
 		"port (gRPC, mutual TLS) to the active node, which runs the plugin, and relays the answer. The standby "+
-		"column is the CPU the standby spent per read doing that; the active node's column includes answering it.")
+		"column is the CPU of the standby that the standby rows go through, per successful read: as a Raft follower "+
+		"it applies every write (each lease) even when the reads go to the active node, so the difference between a "+
+		"standby row and the active row above it is what forwarding costs the standby. The active node is looked up "+
+		"before every phase; the node names say where the reads went.")
 	fmt.Fprintln(w)
 	for _, n := range load.Notes {
 		fmt.Fprintf(w, "- note: %s\n", n)
