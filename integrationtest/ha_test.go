@@ -538,7 +538,9 @@ func testRollingRestart(t *testing.T, c *cluster) func(t *testing.T) {
 		if later := probeEnd.Add(time.Minute); later.After(expiry) {
 			expiry = later
 		}
-		t.Logf("waiting %s for the leases to expire", time.Until(expiry).Round(time.Second))
+		if wait := time.Until(expiry); wait > 0 {
+			t.Logf("waiting %s for the leases to expire", wait.Round(time.Second))
+		}
 		for _, prefix := range []string{clusterMount + "/token/rolling/", clusterMount + "/token/rolling-probe/"} {
 			eventually(t, time.Until(expiry)+90*time.Second, time.Second, "every lease under "+prefix+" has ended", func() error {
 				if n := len(c.leases(t, prefix)); n > 0 {
