@@ -77,9 +77,17 @@ demo: build ## Mint, narrow and revoke a token in a real Vault against the GitHu
 dev: build ## Like demo, but keep Vault and the emulator running until Ctrl-C.
 	VAULT_BIN="$$(bash scripts/vault.sh)" BIN=$(BIN) PLUGIN_VERSION=$(VERSION) bash scripts/demo.sh --dev
 
+.PHONY: cluster
+cluster: build ## A 3-node Vault cluster (integrated storage) with the plugin and an audit log, until Ctrl-C.
+	VAULT_BIN="$$(bash scripts/vault.sh)" BIN=$(BIN) PLUGIN_VERSION=$(VERSION) bash scripts/cluster.sh
+
 .PHONY: bench
 bench: build ## Benchmarks: load against a real Vault, baselines, revocation storm, Go benchmarks.
 	VAULT_BIN="$$(bash scripts/vault.sh)" BIN=$(BIN) PLUGIN_VERSION=$(VERSION) bash scripts/bench.sh
+
+.PHONY: bench-ha
+bench-ha: build ## Benchmarks on a 3-node cluster: mints via the active node and a standby, failover runs.
+	VAULT_BIN="$$(bash scripts/vault.sh)" BIN=$(BIN) PLUGIN_VERSION=$(VERSION) bash scripts/bench-ha.sh
 
 .PHONY: generate
 generate: ## Regenerate the permission table from GitHub's OpenAPI descriptions.

@@ -77,8 +77,11 @@ func TestPluginCrash(t *testing.T) {
 
 // pluginPIDs lists the live (not zombie) child processes of the Vault server that run this server's copy of the
 // plugin. Only children of our own Vault count, so that no other process on the machine is ever touched.
-func pluginPIDs(v *vaultServer) ([]int, error) {
-	want := filepath.Join(v.pluginDir, pluginName)
+func pluginPIDs(v *vaultServer) ([]int, error) { return pluginPIDsOf(v, pluginName) }
+
+// pluginPIDsOf is pluginPIDs for the binary named file in the server's plugin directory.
+func pluginPIDsOf(v *vaultServer, file string) ([]int, error) {
+	want := filepath.Join(v.pluginDir, file)
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, err

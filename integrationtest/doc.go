@@ -10,12 +10,18 @@
 //	PLUGIN_VERSION   the version to register the plugin with (default: the VERSION file)
 //	FAKEGITHUB_BIN   the emulator binary
 //	CI               when true, nothing skips: a missing piece fails the run
+//	HA_FAILOVER_REPORT  TestCluster/failover appends its report to this file as a JSON line (make bench-ha)
+//	HA_KEEP_LOGS     a directory where TestCluster copies its nodes' server logs
+//	HA_PERFORMANCE_MULTIPLIER  Raft's performance_multiplier in TestCluster (default 3; Vault advises 1 on
+//	                 production hardware, which three nodes on two shared cores are not)
 //
 // Without CI, the tests skip (with the reason) only when no Vault binary can be obtained.
 //
 // One emulator and one Vault dev server are shared by the tests; each test mounts the plugin at its own path
 // (gh-<test>-<n>) and disables it when done, which revokes its leases. The restart test runs a second Vault with
-// file storage of its own. Tests run one after another: the crash test kills the plugin process that every mount
+// file storage of its own. TestCluster runs a 3-node cluster on integrated storage with an emulator of its own
+// (cluster_test.go), shared by its subtests (ha_test.go): standbys, a rolling restart, failover under load, a
+// plugin upgrade and downgrade, a snapshot restore, the audit logs, and the README's production commands. Tests run one after another: the crash test kills the plugin process that every mount
 // of the shared server uses.
 //
 // The files in examples/ are the README's policy and Vault Agent examples, and the tests use them as they are,

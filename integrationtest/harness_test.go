@@ -91,9 +91,11 @@ type proc struct {
 	waitErr error
 }
 
-// startProc starts bin with its stdout and stderr in logDir/name.log. The process leads a process group of its
-// own, so that stop can also end the children it leaves behind (Vault's plugin processes); if the test binary
-// dies, the kernel sends the process SIGTERM (Pdeathsig), so nothing outlives a killed test run for long.
+// startProc starts bin with its stdout and stderr in logDir/name.log and logDir as its working directory, so that
+// whatever a process writes to a relative path (a Vault node's file audit device) stays in its own directory. The
+// process leads a process group of its own, so that stop can also end the children it leaves behind (Vault's plugin
+// processes); if the test binary dies, the kernel sends the process SIGTERM (Pdeathsig), so nothing outlives a
+// killed test run for long.
 func startProc(logDir, name string, env []string, bin string, args ...string) (*proc, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -102,6 +104,7 @@ func startProc(logDir, name string, env []string, bin string, args ...string) (*
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
+	cmd.Dir = logDir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
@@ -144,6 +147,13 @@ func (p *proc) stop(grace time.Duration) error {
 	_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
 	<-p.done
 	return err
+}
+
+// kill ends the process and its group (Vault and its plugins) with SIGKILL, the way a machine that loses power
+// ends them, and waits until it has exited.
+func (p *proc) kill() {
+	_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
+	<-p.done
 }
 
 // logTail returns the last n lines of the process's log, redacted.
@@ -444,8 +454,76 @@ type vaultServer struct {
 	bin       string
 	addr      string // http://127.0.0.1:PORT
 	rootToken string
-	home      string // HOME of the server and the CLI
+	home      string // HOME and working directory of the server and the CLI
 	pluginDir string
+
+	// Servers started from a configuration file (not dev mode): see startServer.
+	name       string // the log file's name, and the node ID in a cluster
+	configFile string
+	logLevel   string
+
+	// onRun, when set, sees the arguments of every vault CLI call made against this server (a cluster records
+	// their shapes, to check that the README shows only commands the tests ran).
+	onRun func(args []string)
+}
+
+// serverConfig is what a `vault server` configuration file for these tests says: loopback, no TLS on the API, no
+// mlock (integrated storage recommends it off, and test machines rarely allow it).
+type serverConfig struct {
+	storage     string // the storage stanza
+	apiAddr     string // 127.0.0.1:PORT
+	clusterAddr string // 127.0.0.1:PORT of the cluster listener (request forwarding, Raft); "" for none
+	pluginDir   string
+}
+
+func (c serverConfig) hcl() string {
+	var b strings.Builder
+	b.WriteString(c.storage)
+	b.WriteString("\n\nlistener \"tcp\" {\n")
+	fmt.Fprintf(&b, "  address         = %q\n", c.apiAddr)
+	if c.clusterAddr != "" {
+		fmt.Fprintf(&b, "  cluster_address = %q\n", c.clusterAddr)
+	}
+	b.WriteString("  tls_disable     = true\n}\n\n")
+	fmt.Fprintf(&b, "api_addr         = %q\n", "http://"+c.apiAddr)
+	if c.clusterAddr != "" {
+		// Vault always speaks TLS on the cluster port, with certificates it makes itself.
+		fmt.Fprintf(&b, "cluster_addr     = %q\n", "https://"+c.clusterAddr)
+	}
+	fmt.Fprintf(&b, "plugin_directory = %q\n", c.pluginDir)
+	b.WriteString("disable_mlock    = true\nui               = false\n")
+	return b.String()
+}
+
+// newConfiguredServer writes cfg to home/vault.hcl and returns the server it describes, not yet started.
+func newConfiguredServer(bin, home, name string, cfg serverConfig) (*vaultServer, error) {
+	if err := os.MkdirAll(cfg.pluginDir, 0o755); err != nil {
+		return nil, err
+	}
+	configFile := filepath.Join(home, "vault.hcl")
+	if err := os.WriteFile(configFile, []byte(cfg.hcl()), 0o600); err != nil {
+		return nil, err
+	}
+	return &vaultServer{
+		bin: bin, addr: "http://" + cfg.apiAddr, home: home, pluginDir: cfg.pluginDir,
+		name: name, configFile: configFile, logLevel: "debug",
+	}, nil
+}
+
+// startServer starts (or starts again) `vault server` with the server's configuration file and waits until its
+// listener answers. A server that is started again appends to the same log file. A restarted server is sealed.
+func (v *vaultServer) startServer() error {
+	p, err := startProc(v.home, v.name, cleanEnv(v.home), v.bin, "server", "-config="+v.configFile,
+		"-log-level="+v.logLevel)
+	if err != nil {
+		return err
+	}
+	v.proc = p
+	if err := v.waitUp(60 * time.Second); err != nil {
+		p.stop(10 * time.Second)
+		return fmt.Errorf("%s did not start: %w\n%s", v.name, err, p.logTail(40))
+	}
+	return nil
 }
 
 // client returns an API client for the server that uses token.
@@ -476,6 +554,9 @@ func (r cliResult) String() string {
 
 // run runs the vault CLI against the server as token, optionally with stdin.
 func (v *vaultServer) run(token, stdin string, args ...string) cliResult {
+	if v.onRun != nil {
+		v.onRun(args)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, v.bin, args...)
@@ -586,6 +667,71 @@ func (v *vaultServer) waitUp(timeout time.Duration) error {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("sys/health: %s", resp.Status)
+		}
+		return nil
+	})
+}
+
+// health is the part of sys/health the tests read.
+type health struct {
+	Initialized bool   `json:"initialized"`
+	Sealed      bool   `json:"sealed"`
+	Standby     bool   `json:"standby"`
+	Version     string `json:"version"`
+}
+
+// healthClient is for probes that must fail fast when a server does not answer.
+var healthClient = &http.Client{Timeout: 3 * time.Second}
+
+// health reads sys/health in any state (the parameters make every state answer 200).
+func (v *vaultServer) health() (health, error) {
+	var h health
+	resp, err := healthClient.Get(v.addr + "/v1/sys/health?standbyok=true&perfstandbyok=true&sealedcode=200&uninitcode=200")
+	if err != nil {
+		return h, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return h, fmt.Errorf("sys/health: %s", resp.Status)
+	}
+	return h, json.NewDecoder(resp.Body).Decode(&h)
+}
+
+// submitUnsealKey sends an unseal key through the API (never a command line), and returns the seal status.
+func (v *vaultServer) submitUnsealKey(key string) (sealed bool, err error) {
+	body, _ := json.Marshal(map[string]string{"key": key})
+	req, err := http.NewRequest(http.MethodPut, v.addr+"/v1/sys/unseal", bytes.NewReader(body))
+	if err != nil {
+		return true, err
+	}
+	resp, err := healthClient.Do(req)
+	if err != nil {
+		return true, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		return true, fmt.Errorf("sys/unseal: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	var st struct {
+		Sealed bool `json:"sealed"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	return st.Sealed, err
+}
+
+// waitUnsealed waits until the server is initialised and unsealed, as the active node or a standby.
+func (v *vaultServer) waitUnsealed(timeout time.Duration) error {
+	return poll(timeout, 100*time.Millisecond, func() error {
+		if v.proc.exited() {
+			return fmt.Errorf("vault exited: %v", v.proc.waitErr)
+		}
+		h, err := v.health()
+		if err != nil {
+			return err
+		}
+		if !h.Initialized || h.Sealed {
+			return fmt.Errorf("%s is initialized=%v sealed=%v", v.name, h.Initialized, h.Sealed)
 		}
 		return nil
 	})

@@ -3,7 +3,6 @@ package integrationtest
 import (
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -114,29 +113,14 @@ func startVaultFile(t *testing.T, bin, dir string) *vaultServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pluginDir := filepath.Join(dir, "plugins")
-	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
+	v, err := newConfiguredServer(bin, dir, "vault-file", serverConfig{
+		storage:   fmt.Sprintf("storage \"file\" {\n  path = %q\n}", filepath.Join(dir, "data")),
+		apiAddr:   fmt.Sprintf("127.0.0.1:%d", port),
+		pluginDir: filepath.Join(dir, "plugins"),
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	config := fmt.Sprintf(`storage "file" {
-  path = %q
-}
-
-listener "tcp" {
-  address     = %q
-  tls_disable = true
-}
-
-plugin_directory = %q
-disable_mlock    = true
-api_addr         = %q
-ui               = false
-`, filepath.Join(dir, "data"), addr, pluginDir, "http://"+addr)
-	if err := os.WriteFile(filepath.Join(dir, "vault.hcl"), []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	v := &vaultServer{bin: bin, addr: "http://" + addr, home: dir, pluginDir: pluginDir}
 	restartVaultFile(t, v, dir)
 	return v
 }
@@ -144,27 +128,24 @@ ui               = false
 // restartVaultFile starts (again) the file-storage Vault whose config is in dir, and waits for its listener.
 func restartVaultFile(t *testing.T, v *vaultServer, dir string) {
 	t.Helper()
-	p, err := startProc(dir, "vault-file", cleanEnv(dir), v.bin, "server", "-config="+filepath.Join(dir, "vault.hcl"),
-		"-log-level=debug")
-	if err != nil {
-		t.Fatal(err)
+	if v.home != dir {
+		t.Fatalf("the server lives in %s, not %s", v.home, dir)
 	}
-	v.proc = p
-	stopOnCleanup(t, p, 80)
-	if err := v.waitUp(60 * time.Second); err != nil {
+	if err := v.startServer(); err != nil {
 		t.Fatalf("the file-storage Vault did not start: %v", err)
 	}
+	stopOnCleanup(t, v.proc, 80)
 }
 
 // unseal unseals the server through the API (the key stays out of command lines) and waits until it is active.
 func unseal(t *testing.T, v *vaultServer, key string) {
 	t.Helper()
-	st, err := v.client(t, "").Sys().Unseal(key)
+	sealed, err := v.submitUnsealKey(key)
 	if err != nil {
 		t.Fatalf("unsealing: %v", err)
 	}
-	if st.Sealed {
-		t.Fatalf("still sealed after the unseal key (progress %d of %d)", st.Progress, st.T)
+	if sealed {
+		t.Fatal("still sealed after the unseal key")
 	}
 	if err := v.waitActive(t, 30*time.Second); err != nil {
 		t.Fatalf("Vault is not active after unsealing: %v", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -15,15 +16,24 @@ import (
 
 // target is one kind of read the load phases drive.
 type target struct {
-	name   string // "kv", "noop", "shaped", "github"
+	name   string // "kv", "noop", "shaped", "github"; with "-standby" when sent to a standby of a cluster
 	path   string // the Vault path read, e.g. github/token/bench
 	leased bool   // whether every read creates a lease (then the phase's leases are revoked afterwards)
+	addr   string // where the reads go, when not to -vault-addr (a standby, which forwards them to the active node)
 }
+
+// kind is the target without where its reads go: "github" for "github" and "github-standby".
+func (tg target) kind() string { return strings.TrimSuffix(tg.name, standbySuffix) }
+
+// standbySuffix marks a target whose reads go to a standby.
+const standbySuffix = "-standby"
 
 // phaseResult is one target at one concurrency.
 type phaseResult struct {
 	Target      string  `json:"target"`
 	Path        string  `json:"path"`
+	ActiveNode  string  `json:"active_node,omitempty"` // in a cluster: the active node during the phase
+	SentTo      string  `json:"sent_to,omitempty"`     // in a cluster: the node the reads went to
 	Concurrency int     `json:"concurrency"`
 	Seconds     float64 `json:"seconds"`
 	Requests    int     `json:"requests"`
@@ -82,7 +92,11 @@ type workerResult struct {
 // and the time it took. A read counts as good when Vault answers 200 and, for leased targets, with a lease ID.
 func drive(ctx context.Context, hc *http.Client, v *vaultClient, tg target, conc int, dur time.Duration,
 ) ([]time.Duration, int, string, time.Duration) {
-	url, token, leased := v.addr+"/v1/"+tg.path, v.token, tg.leased
+	addr := v.addr
+	if tg.addr != "" {
+		addr = tg.addr
+	}
+	url, token, leased := addr+"/v1/"+tg.path, v.token, tg.leased
 	results := make([]workerResult, conc)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -176,9 +190,47 @@ type loadConfig struct {
 	pluginBin   string
 	noopBin     string
 	vaultPID    int
+	standbyPID  int // the standby that the -standby targets go through, when there is one (its CPU share)
 	emuPID      int
 	revokeLimit time.Duration
 	emuPort     int
+	cluster     *clusterNodes // when set, the active node and a standby are looked up before every phase
+}
+
+// clusterNodes are the nodes of a Vault cluster. On a busy machine the active node may change between phases, so
+// the load generator asks each node before every phase which one is active, and sends the phase's reads, its
+// cleanup and its CPU accounting to the node that has the role the target names.
+type clusterNodes struct {
+	names      []string
+	addrs      []string
+	pids       []int
+	pluginDirs []string
+}
+
+// active returns the index of the node that says it is active (sys/health answers 200 only there).
+func (cl *clusterNodes) active(ctx context.Context, hc *http.Client) (int, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		for i, a := range cl.addrs {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, a+"/v1/sys/health", nil)
+			if err != nil {
+				return 0, err
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				continue
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return i, nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, fmt.Errorf("no node of %v is active", cl.names)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // runLoad runs every target at every concurrency. Within one concurrency the targets run back to back (KV, no-op,
@@ -194,12 +246,40 @@ func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*l
 	}
 	var jwtStart, jwtEnd int
 	var ghStart, ghEnd time.Time
-	for _, conc := range cfg.concurrency {
-		for _, tg := range cfg.targets {
+	base := cfg
+	lastActive := -1
+	for _, conc := range base.concurrency {
+		for _, tg := range base.targets {
 			if ctx.Err() != nil {
 				return rep, ctx.Err()
 			}
-			logf("%s at concurrency %d: %s warm-up, %s measured", tg.name, conc, cfg.warmup, cfg.duration)
+			cfg := base
+			activeName, sentTo := "", ""
+			if cl := base.cluster; cl != nil {
+				act, err := cl.active(ctx, base.vault.http)
+				if err != nil {
+					return rep, err
+				}
+				if lastActive >= 0 && act != lastActive {
+					rep.Notes = append(rep.Notes, fmt.Sprintf("before %s c=%d the active node was %s, no longer %s (a leader "+
+						"change on a busy machine); the phases follow the roles, not the nodes", tg.name, conc,
+						cl.names[act], cl.names[lastActive]))
+				}
+				lastActive = act
+				sb := (act + 1) % len(cl.addrs)
+				admin := *base.vault
+				admin.addr = cl.addrs[act]
+				cfg.vault = &admin
+				cfg.vaultPID, cfg.standbyPID = cl.pids[act], cl.pids[sb]
+				cfg.pluginBin = filepath.Join(cl.pluginDirs[act], filepath.Base(base.pluginBin))
+				cfg.noopBin = filepath.Join(cl.pluginDirs[act], filepath.Base(base.noopBin))
+				tg.addr, activeName, sentTo = cl.addrs[act], cl.names[act], cl.names[act]
+				if strings.HasSuffix(tg.name, standbySuffix) {
+					tg.addr, sentTo = cl.addrs[sb], cl.names[sb]
+				}
+			}
+			logf("%s at concurrency %d: %s warm-up, %s measured%s", tg.name, conc, cfg.warmup, cfg.duration,
+				map[bool]string{true: "", false: fmt.Sprintf(" (active %s, sent to %s)", activeName, sentTo)}[activeName == ""])
 			if cfg.warmup > 0 {
 				if _, errs, first, _ := drive(ctx, cfg.hot, cfg.vault, tg, conc, cfg.warmup); errs > 0 {
 					rep.Notes = append(rep.Notes, fmt.Sprintf("%s c=%d warm-up: %d errors, first: %s", tg.name, conc, errs, first))
@@ -211,21 +291,24 @@ func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*l
 				}
 			}
 
-			pr := phaseResult{Target: tg.name, Path: tg.path, Concurrency: conc}
+			pr := phaseResult{Target: tg.name, Path: tg.path, Concurrency: conc, ActiveNode: activeName, SentTo: sentTo}
 			pids := map[string]int{"vault": cfg.vaultPID, "emulator": cfg.emuPID, "loadgen": selfPID()}
+			if cfg.standbyPID > 0 {
+				pids["standby"] = cfg.standbyPID
+			}
 			pluginPID, _ := findPluginPID(cfg.pluginBin, cfg.vaultPID)
 			noopPID, _ := findPluginPID(cfg.noopBin, cfg.vaultPID)
 			pids["plugin"], pids["noop"] = pluginPID, noopPID
 			watched := pluginPID
-			if tg.name != "github" {
+			if tg.kind() != "github" {
 				watched = noopPID
 			}
-			if tg.name == "kv" {
+			if tg.kind() == "kv" {
 				watched = 0
 			}
 			var before emuStats
 			var err error
-			if tg.name == "github" {
+			if tg.kind() == "github" {
 				if before, err = cfg.emu.stats(ctx); err != nil {
 					return rep, err
 				}
@@ -238,7 +321,7 @@ func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*l
 				rss = sampleRSS(watched, 50*time.Millisecond)
 			}
 			var tcp *tcpSampler
-			if tg.name == "github" {
+			if tg.kind() == "github" {
 				tcp = sampleTCP(cfg.emuPort, 100*time.Millisecond)
 			}
 			cpu := startCPU(pids)
@@ -260,7 +343,7 @@ func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*l
 			pr.PerSecond = round1(float64(len(lat)-errs) / elapsed.Seconds())
 			pr.P50Ms, pr.P99Ms, pr.MaxMs = ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99)), ms(percentile(lat, 1))
 
-			if tg.name == "github" {
+			if tg.kind() == "github" {
 				after, err := cfg.emu.stats(ctx)
 				if err != nil {
 					return rep, err
@@ -288,7 +371,7 @@ func runLoad(ctx context.Context, cfg loadConfig, logf func(string, ...any)) (*l
 				pr.LeasesRevoked, pr.RevokeSeconds = n, round2(d.Seconds())
 			}
 			line := fmt.Sprintf("  %.1f/s p50 %.2f ms p99 %.2f ms, %d errors", pr.PerSecond, pr.P50Ms, pr.P99Ms, pr.Errors)
-			if tg.name == "github" {
+			if tg.kind() == "github" {
 				line += fmt.Sprintf(", %.2f GitHub calls/token, %d new JWTs", pr.CallsPerToken, pr.NewJWTs)
 			}
 			logf("%s", line)

@@ -5,6 +5,8 @@
 //	loadgen -mode load   ...  throughput and latency of KV v1, no-op, shaped no-op and GitHub reads
 //	loadgen -mode storm  ...  mint many tokens from a short-TTL role and watch their leases expire and revoke
 //	loadgen -mode report ...  print the markdown summary from the JSON the other modes wrote and `go test -bench`
+//	loadgen -mode ha-report   the summary of `make bench-ha`: a cluster's load phases (-targets with -standby
+//	                          reads) and the failover reports of integrationtest's TestCluster/failover
 //
 // Every loop is bounded in time (phases by -duration, the storm's wait by -storm-wait) and the whole run by
 // -timeout, so the program always stops by itself.
@@ -34,13 +36,20 @@ func main() {
 
 func run() error {
 	var (
-		mode        = flag.String("mode", "load", "load, storm or report")
+		mode        = flag.String("mode", "load", "load, storm, report or ha-report")
 		vaultAddr   = flag.String("vault-addr", os.Getenv("VAULT_ADDR"), "Vault's address")
 		vaultToken  = flag.String("vault-token", os.Getenv("VAULT_TOKEN"), "Vault token (the dev root token)")
 		githubURL   = flag.String("github-url", "", "the emulator's URL (its admin API gives the GitHub figures)")
 		pluginBin   = flag.String("plugin-bin", "", "the GitHub App plugin binary in Vault's plugin directory")
 		noopBin     = flag.String("noop-bin", "", "the no-op plugin binary in Vault's plugin directory")
 		vaultPID    = flag.Int("vault-pid", 0, "Vault's PID (CPU share; the plugins are its children)")
+		targetsFlag = flag.String("targets", "kv,noop,shaped,github", "load: targets in order; NAME-standby sends NAME's reads to -standby-addr")
+		standbyAddr = flag.String("standby-addr", "", "a standby of the cluster at -vault-addr (the -standby targets)")
+		standbyPID  = flag.Int("standby-pid", 0, "the standby's PID (CPU share)")
+		clusterFlag = flag.String("cluster", "", "load: the cluster's nodes as NAME=ADDR=PID=PLUGIN_DIR,...; the "+
+			"active node and a standby are looked up before every phase (then -vault-addr, -standby-addr and the PIDs "+
+			"are not needed)")
+		failoverRep = flag.String("failover", "", "ha-report: the failover reports, one JSON object a line")
 		emuPID      = flag.Int("emulator-pid", 0, "the emulator's PID (CPU share)")
 		vaultLog    = flag.String("vault-log", "", "Vault's log file (the storm counts failed revocations in it)")
 		emuLog      = flag.String("emulator-log", "", "the emulator's request log (the storm counts DELETE statuses in it)")
@@ -74,10 +83,34 @@ func run() error {
 		fmt.Fprintf(os.Stderr, "loadgen: "+format+"\n", args...)
 	}
 
-	if *mode == "report" {
+	switch *mode {
+	case "report":
 		return writeReport(os.Stdout, *metaFile, *loadJSON, *stormJSON, *goBench)
+	case "ha-report":
+		return writeHAReport(os.Stdout, *metaFile, *loadJSON, *failoverRep)
 	}
 
+	var cluster *clusterNodes
+	if *clusterFlag != "" {
+		cluster = &clusterNodes{}
+		for _, n := range strings.Split(*clusterFlag, ",") {
+			f := strings.SplitN(n, "=", 4)
+			pid, err := strconv.Atoi(f[min(2, len(f)-1)])
+			if len(f) != 4 || err != nil {
+				return fmt.Errorf("-cluster %q: expected NAME=ADDR=PID=PLUGIN_DIR", n)
+			}
+			cluster.names = append(cluster.names, f[0])
+			cluster.addrs = append(cluster.addrs, strings.TrimRight(f[1], "/"))
+			cluster.pids = append(cluster.pids, pid)
+			cluster.pluginDirs = append(cluster.pluginDirs, f[3])
+		}
+		if *vaultAddr == "" {
+			*vaultAddr = cluster.addrs[0]
+		}
+		if *standbyAddr == "" {
+			*standbyAddr = cluster.addrs[1%len(cluster.addrs)]
+		}
+	}
 	if *vaultAddr == "" || *vaultToken == "" || *githubURL == "" {
 		return fmt.Errorf("-vault-addr, -vault-token and -github-url are required (VAULT_ADDR and VAULT_TOKEN work too)")
 	}
@@ -103,16 +136,32 @@ func run() error {
 	var result any
 	switch *mode {
 	case "load":
+		paths := map[string]target{
+			"kv":     {name: "kv", path: *kvPath},
+			"noop":   {name: "noop", path: *noopPath, leased: true},
+			"shaped": {name: "shaped", path: *shapedPath, leased: true},
+			"github": {name: "github", path: *githubPath, leased: true},
+		}
+		var targets []target
+		for _, name := range strings.Split(*targetsFlag, ",") {
+			name = strings.TrimSpace(name)
+			tg, ok := paths[strings.TrimSuffix(name, standbySuffix)]
+			if !ok {
+				return fmt.Errorf("-targets: unknown target %q (kv, noop, shaped, github, each optionally -standby)", name)
+			}
+			if strings.HasSuffix(name, standbySuffix) {
+				if *standbyAddr == "" {
+					return fmt.Errorf("-targets %s needs -standby-addr", name)
+				}
+				tg.name, tg.addr = name, strings.TrimRight(*standbyAddr, "/")
+			}
+			targets = append(targets, tg)
+		}
 		result, err = runLoad(ctx, loadConfig{
-			vault: admin, hot: hot, emu: emu,
-			targets: []target{
-				{name: "kv", path: *kvPath},
-				{name: "noop", path: *noopPath, leased: true},
-				{name: "shaped", path: *shapedPath, leased: true},
-				{name: "github", path: *githubPath, leased: true},
-			},
+			vault: admin, hot: hot, emu: emu, targets: targets,
 			concurrency: conc, duration: *duration, warmup: *warmup,
-			pluginBin: *pluginBin, noopBin: *noopBin, vaultPID: *vaultPID, emuPID: *emuPID,
+			pluginBin: *pluginBin, noopBin: *noopBin, vaultPID: *vaultPID, standbyPID: *standbyPID, emuPID: *emuPID,
+			cluster:     cluster,
 			revokeLimit: *revokeLimit, emuPort: emuPort,
 		}, logf)
 	case "storm":

@@ -22,6 +22,7 @@ import (
 //	GET  /_fake/stats                             Stats
 //	POST /_fake/stats/reset                       ResetStats
 //	POST /_fake/token-status                      {"token": "..."} → TokenInfo plus "expired" and "hashed_token"
+//	GET  /_fake/tokens                            every token issued, by hashed_token (never the token): TokenRecords
 //	PUT  /_fake/installations/{id}/suspended      {"suspended": true}
 //	PUT  /_fake/token-lifetime                    {"token_lifetime": "5s"}
 //
@@ -41,6 +42,8 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request, path string)
 		w.WriteHeader(http.StatusNoContent)
 	case path == "/_fake/token-status" && r.Method == http.MethodPost:
 		s.adminTokenStatus(w, r)
+	case path == "/_fake/tokens" && r.Method == http.MethodGet:
+		adminJSON(w, http.StatusOK, map[string]any{"tokens": s.TokenRecords()})
 	case path == "/_fake/token-lifetime" && r.Method == http.MethodPut:
 		s.adminTokenLifetime(w, r)
 	case strings.HasPrefix(path, "/_fake/installations/") && strings.HasSuffix(path, "/suspended") && r.Method == http.MethodPut:
@@ -82,6 +85,42 @@ type tokenStatus struct {
 	HashedToken string `json:"hashed_token"`
 }
 
+// TokenRecord is what GET /_fake/tokens says of one issued token. It names the token by its hashed_token only, so
+// that the list can be printed or kept with a test's logs: a test matches it with the hashed_token of Vault's
+// response data and with Vault's audit log, as an operator would match GitHub's audit log.
+type TokenRecord struct {
+	HashedToken    string    `json:"hashed_token"`
+	InstallationID int64     `json:"installation_id"`
+	ExpiresAt      time.Time `json:"expires_at"`
+	Revoked        bool      `json:"revoked"`
+	RevokedAt      time.Time `json:"revoked_at,omitzero"`
+	Expired        bool      `json:"expired"`
+}
+
+// TokenRecords describes every token issued so far, oldest expiry first, by hashed token.
+func (s *Server) TokenRecords() []TokenRecord {
+	now := s.Now()
+	infos := s.Tokens()
+	out := make([]TokenRecord, 0, len(infos))
+	for _, info := range infos {
+		out = append(out, TokenRecord{
+			HashedToken:    hashToken(info.Value),
+			InstallationID: info.InstallationID,
+			ExpiresAt:      info.ExpiresAt,
+			Revoked:        info.Revoked,
+			RevokedAt:      info.RevokedAt,
+			Expired:        !now.Before(info.ExpiresAt),
+		})
+	}
+	return out
+}
+
+// hashToken is base64(SHA-256(token)), the form GitHub's audit log shows.
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
 func (s *Server) adminTokenStatus(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Token string `json:"token"`
@@ -95,11 +134,10 @@ func (s *Server) adminTokenStatus(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusNotFound, errors.New("the emulator never issued this token"))
 		return
 	}
-	sum := sha256.Sum256([]byte(in.Token))
 	adminJSON(w, http.StatusOK, tokenStatus{
 		TokenInfo:   info,
 		Expired:     !s.Now().Before(info.ExpiresAt),
-		HashedToken: base64.StdEncoding.EncodeToString(sum[:]),
+		HashedToken: hashToken(in.Token),
 	})
 }
 

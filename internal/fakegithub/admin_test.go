@@ -101,6 +101,70 @@ func TestAdminStatsAndTokens(t *testing.T) {
 	}
 }
 
+// GET /_fake/tokens lists every token by hashed_token, with its state, and never the token itself: tests use it to
+// account for every token GitHub issued (held by a lease, revoked, or orphaned).
+func TestAdminTokens(t *testing.T) {
+	e := newEnv(t)
+	if status, body := e.admin("GET", "/_fake/tokens", ""); status != 200 || !strings.Contains(string(body), `"tokens": []`) {
+		t.Fatalf("no tokens yet: %d %s", status, body)
+	}
+	live := e.mint(acmeID, map[string]any{"repositories": []string{"api"}})
+	revoked := e.mint(acmeID, nil)
+	e.do(http.MethodDelete, "/installation/token", "token "+revoked.Token, nil)
+	e.srv.SetTokenLifetime(0)
+	expired := e.mint(acmeID, nil)
+
+	status, body := e.admin("GET", "/_fake/tokens", "")
+	if status != 200 {
+		t.Fatalf("GET /_fake/tokens: %d %s", status, body)
+	}
+	for _, tok := range []string{live.Token, revoked.Token, expired.Token} {
+		if strings.Contains(string(body), tok) {
+			t.Fatalf("GET /_fake/tokens shows a token value: %s", body)
+		}
+	}
+	var out struct {
+		Tokens []TokenRecord `json:"tokens"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		t.Fatal(err)
+	}
+	byHash := map[string]TokenRecord{}
+	for _, r := range out.Tokens {
+		byHash[r.HashedToken] = r
+	}
+	hash := func(tok string) string {
+		sum := sha256.Sum256([]byte(tok))
+		return base64.StdEncoding.EncodeToString(sum[:])
+	}
+	tests := []struct {
+		name             string
+		token            string
+		revoked, expired bool
+	}{
+		{"live", live.Token, false, false},
+		{"revoked", revoked.Token, true, false},
+		{"expired", expired.Token, false, true},
+	}
+	if len(out.Tokens) != len(tests) {
+		t.Fatalf("%d records, want %d: %s", len(out.Tokens), len(tests), body)
+	}
+	for _, tt := range tests {
+		r, ok := byHash[hash(tt.token)]
+		switch {
+		case !ok:
+			t.Errorf("%s: no record with its hashed_token", tt.name)
+		case r.Revoked != tt.revoked || r.Expired != tt.expired || r.InstallationID != acmeID:
+			t.Errorf("%s: %+v, want revoked=%v expired=%v installation %d", tt.name, r, tt.revoked, tt.expired, acmeID)
+		case r.Revoked == r.RevokedAt.IsZero():
+			t.Errorf("%s: revoked=%v but revoked_at %v", tt.name, r.Revoked, r.RevokedAt)
+		}
+	}
+	if st := e.srv.Stats(); st.Calls["GET (no route)"] != 0 || st.TotalCalls != 4 {
+		t.Errorf("admin calls counted as API calls: %+v", st)
+	}
+}
+
 func TestAdminSuspendAndLifetime(t *testing.T) {
 	e := newEnv(t)
 	if status, body := e.admin("PUT", "/_fake/installations/2001/suspended", `{"suspended": true}`); status != 204 {
