@@ -1,3 +1,5 @@
+# Copyright (c) vault-plugin-secrets-github-app contributors
+# SPDX-License-Identifier: MPL-2.0
 # vault-plugin-secrets-github-app
 #
 # The two commands a newcomer needs: `make demo` (the plugin minting and revoking tokens in a real Vault against

@@ -1,3 +1,6 @@
+// Copyright (c) vault-plugin-secrets-github-app contributors
+// SPDX-License-Identifier: MPL-2.0
+
 // Package githubapp is a Vault secrets engine that mints short-lived GitHub App installation access tokens under
 // Vault leases and revokes them at GitHub when the lease ends.
 package githubapp

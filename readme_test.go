@@ -1,3 +1,6 @@
+// Copyright (c) vault-plugin-secrets-github-app contributors
+// SPDX-License-Identifier: MPL-2.0
+
 package githubapp
 
 import (
@@ -48,5 +51,38 @@ func TestDocsShowTheTestedExamples(t *testing.T) {
 		if !strings.Contains(string(readme), cmd) {
 			t.Errorf("README.md does not show %q", cmd)
 		}
+	}
+}
+
+// TestLicenseHeaders: the project is MPL-2.0 (LICENSE), and every Go source file says so in an SPDX header.
+func TestLicenseHeaders(t *testing.T) {
+	license, err := os.ReadFile("LICENSE")
+	if err != nil || !strings.HasPrefix(string(license), "Mozilla Public License, version 2.0") {
+		t.Fatalf("LICENSE is not the MPL-2.0 text (%v)", err)
+	}
+	const header = "// Copyright (c) vault-plugin-secrets-github-app contributors\n// SPDX-License-Identifier: MPL-2.0\n"
+	checked := 0
+	err = filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && path != "." || d.Name() == "bin" || d.Name() == "dist" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		checked++
+		if !strings.HasPrefix(string(src), header) {
+			t.Errorf("%s does not start with the SPDX header", path)
+		}
+		return nil
+	})
+	if err != nil || checked < 50 {
+		t.Fatalf("checked %d Go files: %v", checked, err)
 	}
 }

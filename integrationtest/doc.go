@@ -1,3 +1,6 @@
+// Copyright (c) vault-plugin-secrets-github-app contributors
+// SPDX-License-Identifier: MPL-2.0
+
 // Package integrationtest runs the plugin in a real Vault server and a real Vault Agent against the GitHub emulator
 // (cmd/fakegithub), and drives them through the vault CLI and github.com/hashicorp/vault/api.
 //

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright (c) vault-plugin-secrets-github-app contributors
+# SPDX-License-Identifier: MPL-2.0
 # make bench-ha: the plugin in a 3-node Vault cluster on integrated storage (scripts/lib.sh cluster_start, the
 # cluster of `make cluster`): mints sent to the active node and to a standby (which forwards them), next to the no-op
 # leased plugin of bench/noopplugin on the same cluster, at several concurrencies; then the failover test of the

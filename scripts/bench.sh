@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright (c) vault-plugin-secrets-github-app contributors
+# SPDX-License-Identifier: MPL-2.0
 # make bench: the plugin under load in a real Vault dev server against cmd/fakegithub, next to baselines in the same
 # Vault (a KV v1 read; the no-op leased plugin of bench/noopplugin, minimal and shaped like our answer), then a
 # revocation storm, then the Go benchmarks, and one markdown summary at the end (also written to

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright (c) vault-plugin-secrets-github-app contributors
+# SPDX-License-Identifier: MPL-2.0
 # make cluster: a 3-node Vault cluster on integrated storage (Raft) on 127.0.0.1 with the plugin mounted at github/
 # against the GitHub emulator and a file audit device on each node, running until Ctrl-C; then everything stops and
 # its directory is removed.

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright (c) vault-plugin-secrets-github-app contributors
+# SPDX-License-Identifier: MPL-2.0
 # make demo: the plugin's main job end to end, in a real Vault against the built-in GitHub emulator.
 # make dev (demo.sh --dev): the same setup, left running until Ctrl-C.
 set -euo pipefail

@@ -1,3 +1,5 @@
+# Copyright (c) vault-plugin-secrets-github-app contributors
+# SPDX-License-Identifier: MPL-2.0
 # Shared shell helpers for demo.sh and bench.sh: start the GitHub emulator and a Vault dev server on 127.0.0.1 with
 # the plugin registered by sha256 and version, and stop both on exit. Source it; it defines functions only.
 

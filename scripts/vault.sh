@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright (c) vault-plugin-secrets-github-app contributors
+# SPDX-License-Identifier: MPL-2.0
 # Print the absolute path of a usable `vault` binary (last and only line on
 # stdout; progress and errors go to stderr).
 #

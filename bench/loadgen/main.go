@@ -1,3 +1,6 @@
+// Copyright (c) vault-plugin-secrets-github-app contributors
+// SPDX-License-Identifier: MPL-2.0
+
 // Command loadgen drives the benchmarks of `make bench` (scripts/bench.sh) against a real Vault dev server with the
 // GitHub App plugin mounted at github/, the no-op plugin (bench/noopplugin) at noop/ (paths creds and shaped) and
 // KV v1 at kv/, with cmd/fakegithub standing in for GitHub. Everything it talks to listens on 127.0.0.1.

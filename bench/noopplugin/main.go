@@ -1,3 +1,6 @@
+// Copyright (c) vault-plugin-secrets-github-app contributors
+// SPDX-License-Identifier: MPL-2.0
+
 // Command noopplugin is the benchmarks' yardstick: the cheapest leased secret a Vault secrets plugin can hand out.
 //
 // Its path creds returns a small secret under a lease whose Revoke does nothing. A second path, shaped, returns a

@@ -1,3 +1,6 @@
+// Copyright (c) vault-plugin-secrets-github-app contributors
+// SPDX-License-Identifier: MPL-2.0
+
 // Command profplugin is the GitHub App plugin with a CPU profile switch, for finding where the plugin process
 // spends its time under load in a real Vault (Vault runs plugins as child processes, which cannot easily expose
 // pprof). Register it under its own name with the profile's path in its environment, drive load, read the profile:

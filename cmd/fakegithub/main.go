@@ -1,3 +1,6 @@
+// Copyright (c) vault-plugin-secrets-github-app contributors
+// SPDX-License-Identifier: MPL-2.0
+
 // Command fakegithub runs the GitHub emulator (internal/fakegithub) as a program, for the demo,
 // integration tests and benchmarks. It listens on a loopback address only.
 //

@@ -1,3 +1,6 @@
+// Copyright (c) vault-plugin-secrets-github-app contributors
+// SPDX-License-Identifier: MPL-2.0
+
 // Package fakegithub emulates the parts of GitHub's REST API that a GitHub App uses to mint
 // installation access tokens, so that tests, demos and benchmarks run offline and honestly.
 //

@@ -1,3 +1,6 @@
+// Copyright (c) vault-plugin-secrets-github-app contributors
+// SPDX-License-Identifier: MPL-2.0
+
 // Package ghcontract holds GitHub's OpenAPI descriptions of the REST operations this project uses and checks HTTP
 // traffic against them. It is test infrastructure: the GitHub emulator and the API client are tested through it so
 // that both stay faithful to what GitHub documents, and the plugin binary never imports it.

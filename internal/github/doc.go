@@ -1,3 +1,6 @@
+// Copyright (c) vault-plugin-secrets-github-app contributors
+// SPDX-License-Identifier: MPL-2.0
+
 // Package github is a small client for the parts of GitHub's REST API that a GitHub App needs to mint and revoke
 // installation access tokens: the App JWT, installations, installation tokens and their revocation.
 //

@@ -1,3 +1,6 @@
+// Copyright (c) vault-plugin-secrets-github-app contributors
+// SPDX-License-Identifier: MPL-2.0
+
 // Command release builds the plugin's release artefacts the way HashiCorp publishes its plugins: for each platform
 // a zip, NAME_VERSION_OS_ARCH.zip (VERSION without the leading v), holding the static binary NAME (NAME.exe on
 // windows), and one NAME_VERSION_SHA256SUMS file listing the zips in sha256sum's format.
