@@ -24,8 +24,8 @@ import (
 // replaced by the release it builds, this machine's platform, and its own Vault's plugin directory; the download
 // URL becomes a file:// URL of the build's output, which curl fetches the same way.
 const (
-	readmeReleaseURL = "https://github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/releases/download/v0.1.0"
-	readmeVersion    = "0.1.0"
+	readmeReleaseURL = "https://github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/releases/download/v0.2.0"
+	readmeVersion    = "0.2.0"
 	readmePlatform   = "linux_amd64"
 	readmePluginDir  = "/etc/vault/plugins"
 )
@@ -38,6 +38,9 @@ const (
 func TestInstallFromRelease(t *testing.T) {
 	s := requireStack(t)
 	requireCommands(t, "make", "curl", "sha256sum", "unzip", "bash")
+	if want := "v" + readmeVersion; s.bins.pluginVersion != want {
+		t.Errorf("the README's Install section shows %s, but this build is %s: show the version being released", want, s.bins.pluginVersion)
+	}
 	version := s.bins.pluginVersion
 	fileVersion := strings.TrimPrefix(version, "v")
 	platform := runtime.GOOS + "_" + runtime.GOARCH
@@ -229,9 +232,9 @@ func readmeInstallScript(t *testing.T) string {
 		t.Fatalf("the README's Install section has %d sh blocks with sha256sum -c --ignore-missing, want 1", len(blocks))
 	}
 	// What the README promises an operator, so that it cannot quietly drop a step.
-	for _, want := range []string{"curl ", "sha256sum -c --ignore-missing " + pluginName + "_0.1.0_SHA256SUMS",
-		"unzip ", "cp ", "vault plugin register -sha256=", "-version=v0.1.0 secret " + pluginName,
-		"vault secrets enable -path=github -plugin-version=v0.1.0 " + pluginName} {
+	for _, want := range []string{"curl ", "sha256sum -c --ignore-missing " + pluginName + "_" + readmeVersion + "_SHA256SUMS",
+		"unzip ", "cp ", "vault plugin register -sha256=", "-version=v" + readmeVersion + " secret " + pluginName,
+		"vault secrets enable -path=github -plugin-version=v" + readmeVersion + " " + pluginName} {
 		if !strings.Contains(blocks[0], want) {
 			t.Errorf("the README's install commands lack %q:\n%s", want, blocks[0])
 		}
