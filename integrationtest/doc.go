@@ -36,5 +36,11 @@
 // the README's "Install" section as it is, with the example version, platform, plugin directory and download URL
 // replaced (see the readme* constants in install_test.go), against a Vault dev server of its own.
 //
+// TestDocsCommands (docs_test.go) reads every command of the shell blocks of README.md, docs/*.md and SECURITY.md. It
+// runs those that stand alone on the shared dev server, in document order at the docs' mount path github/ (free:
+// the other tests use gh-* mounts) with the example values replaced (docsSubstitutions); checks, for the others,
+// that the test it names for each runs it; and that the documentation labels what no test can run as an untested
+// example. A newly documented command fails it until it is put in one of its three tables.
+//
 // Token values never reach the test log: the harness redacts GitHub and Vault tokens from every output it prints.
 package integrationtest
