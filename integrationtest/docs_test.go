@@ -1,3 +1,6 @@
+// Copyright (c) vault-plugin-secrets-github-app contributors
+// SPDX-License-Identifier: MPL-2.0
+
 package integrationtest
 
 import (
