@@ -1,5 +1,3 @@
-# Copyright (c) vault-plugin-secrets-github-app contributors
-# SPDX-License-Identifier: MPL-2.0
 # Vault Agent renders a GitHub token of role "ci" to a file, and renders it again
 # with a new token before the token's lease ends. The Vault token in
 # token_file_path needs a policy such as policy-ci-read.hcl.

@@ -1,6 +1,4 @@
 #!/bin/sh
-# Copyright (c) vault-plugin-secrets-github-app contributors
-# SPDX-License-Identifier: MPL-2.0
 # git credential helper: answers git with the GitHub token that Vault Agent renders to a
 # file (the destination of examples/agent.hcl), so that git push and clone over HTTPS use a
 # fresh installation token. git runs it as "git-credential-github-app get" and reads

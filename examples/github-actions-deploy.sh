@@ -1,5 +1,3 @@
-# Copyright (c) vault-plugin-secrets-github-app contributors
-# SPDX-License-Identifier: MPL-2.0
 # Deploy permissions for jobs of the GitHub environment "production" only. The
 # role is a plain one; the templated policy decides which job may read it.
 vault write github/roles/deploy-production owner=acme repositories=infra \

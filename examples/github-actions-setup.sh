@@ -1,5 +1,3 @@
-# Copyright (c) vault-plugin-secrets-github-app contributors
-# SPDX-License-Identifier: MPL-2.0
 # GitHub Actions OIDC: every workflow job of the organization acme gets a GitHub
 # token for its own repository, from one role. Run in examples/ as a Vault admin.
 vault auth enable jwt

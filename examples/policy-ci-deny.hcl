@@ -1,5 +1,3 @@
-# Copyright (c) vault-plugin-secrets-github-app contributors
-# SPDX-License-Identifier: MPL-2.0
 # Mint tokens of role "ci" for any of its repositories but "infra", never with
 # contents=write: vault write github/token/ci repositories=api permissions=contents=read
 # Vault compares the raw values of a request with denied_parameters; the plugin

@@ -1,5 +1,3 @@
-# Copyright (c) vault-plugin-secrets-github-app contributors
-# SPDX-License-Identifier: MPL-2.0
 # Mint tokens of role "ci" that cover the repository "api" only:
 #   vault write github/token/ci repositories=api [permissions=contents=read] [ttl=5m]
 # A write to token/<role> asks for less than the role allows, and needs "update".

@@ -1,5 +1,3 @@
-# Copyright (c) vault-plugin-secrets-github-app contributors
-# SPDX-License-Identifier: MPL-2.0
 # CI jobs: mint tokens with the whole scope of role "ci" (vault read github/token/ci).
 # Nothing else: no other role, no narrowing write, no config.
 path "github/token/ci" {

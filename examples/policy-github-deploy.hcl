@@ -1,5 +1,3 @@
-# Copyright (c) vault-plugin-secrets-github-app contributors
-# SPDX-License-Identifier: MPL-2.0
 # GitHub Actions jobs may read github/token/deploy-<environment> for the
 # environment their OIDC token names: a job of environment "production" gets
 # role "deploy-production"; one of "staging" would get "deploy-staging" if that
