@@ -27,16 +27,21 @@ type scenarioSize struct {
 	burst       int
 	settle      time.Duration // normal load before and after a window
 	pause       time.Duration // between a reader's reads: the short runs keep the leases to revoke at teardown few
+	// slowestRead bounds a read refused under a primary limit: 50 ms at full size (make bench, a quiet machine),
+	// more in make test, which must pass on a busier one; either is far from the 10 minutes a wait would take.
+	slowestRead time.Duration
 	description string
 }
 
 func limitsSize() scenarioSize {
 	if os.Getenv("LIMITS_SCENARIO") == "full" {
 		return scenarioSize{stormConc: 32, storm: 20 * time.Second, primaryFor: 10 * time.Second, outageConc: 32,
-			outage: 30 * time.Second, burst: 500, settle: 3 * time.Second, description: "full"}
+			outage: 30 * time.Second, burst: 500, settle: 3 * time.Second, slowestRead: 50 * time.Millisecond,
+			description: "full"}
 	}
 	return scenarioSize{stormConc: 16, storm: 4 * time.Second, primaryFor: 3 * time.Second, outageConc: 16,
-		outage: 4 * time.Second, burst: 500, settle: 2 * time.Second, pause: 50 * time.Millisecond, description: "short"}
+		outage: 4 * time.Second, burst: 500, settle: 2 * time.Second, pause: 50 * time.Millisecond,
+		slowestRead: 500 * time.Millisecond, description: "short"}
 }
 
 // figures prints a scenario's measurements for the log and, at full size, for BENCHMARKS.md.
@@ -219,8 +224,8 @@ func TestLimitsPrimary(t *testing.T) {
 	}
 	figures(t, "primary-limit", "reads", len(results)+1, "slowest", slowest.Round(100*time.Microsecond),
 		"github_calls", st.appCalls(), "seconds", size.primaryFor.Seconds())
-	if slowest >= 50*time.Millisecond {
-		t.Errorf("the slowest read took %s, want under 50 ms", slowest)
+	if slowest >= size.slowestRead {
+		t.Errorf("the slowest read took %s, want under %s", slowest, size.slowestRead)
 	}
 	if budget := int(size.primaryFor/time.Second) + 1; st.appCalls() > budget {
 		t.Errorf("GitHub saw %d calls in %s, want at most a probe a second (%d)", st.appCalls(), size.primaryFor, budget)
