@@ -19,14 +19,14 @@ import (
 // The scenarios of GitHub at its limits (issue 9) run short in make test. With LIMITS_SCENARIO=full (make bench)
 // they run at full size and print a FIGURES line each, which scripts/bench.sh collects into BENCHMARKS.md.
 type scenarioSize struct {
-	stormConc   int
-	storm       time.Duration // how long the emulator answers with a secondary limit
-	primaryFor  time.Duration // how long reads go on under a primary limit
-	outageConc  int
-	outage      time.Duration
-	burst       int
-	settle      time.Duration // normal load before and after a window
-	pause       time.Duration // between a reader's reads: the short runs keep the leases to revoke at teardown few
+	stormConc  int
+	storm      time.Duration // how long the emulator answers with a secondary limit
+	primaryFor time.Duration // how long reads go on under a primary limit
+	outageConc int
+	outage     time.Duration
+	burst      int
+	settle     time.Duration // normal load before and after a window
+	pause      time.Duration // between a reader's reads: the short runs keep the leases to revoke at teardown few
 	// slowestRead bounds a read refused under a primary limit: 50 ms at full size (make bench, a quiet machine),
 	// more in make test, which must pass on a busier one; either is far from the 10 minutes a wait would take.
 	slowestRead time.Duration
