@@ -6,6 +6,7 @@ package githubapp
 import (
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -156,51 +157,40 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 }
 
-// TestRevocationAfterConfigDeleteKeepsTLS: GitHub Enterprise Server behind a private CA. After the config is
-// deleted, leases minted there are still revoked with the CA bundle they were minted with.
-func TestRevocationAfterConfigDeleteKeepsTLS(t *testing.T) {
-	e := newTestEnv(t)
-	tlsSrv := httptest.NewTLSServer(e.gh)
-	t.Cleanup(tlsSrv.Close)
-	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}))
-	e.configure(map[string]any{"base_url": tlsSrv.URL + "/api/v3", "ca_certificate": ca})
-	e.role("ci", map[string]any{"owner": "acme"})
-	resp := e.mint("ci")
-
-	if r, err := e.do(logical.DeleteOperation, "config", nil); err != nil || r != nil {
-		t.Fatal(r, err)
-	}
-	if err := e.revoke(resp); err != nil {
-		t.Fatalf("revocation after config delete: %v", err)
-	}
-	if info, _ := e.gh.Token(resp.Data["token"].(string)); !info.Revoked {
-		t.Fatal("not revoked")
-	}
-}
-
-// TestRevocationAfterRestartKeepsCAAndProxy (issue 8, finding 8): after the config was deleted and the plugin
-// restarted, leases are still revoked through the CA bundle and the proxy their tokens were minted with.
+// TestRevocationAfterRestartKeepsCAAndProxy (issue 8, finding 8): after the config was deleted, and again after the
+// plugin restarted too, leases are still revoked through the CA bundle and the proxy their tokens were minted with.
 func TestRevocationAfterRestartKeepsCAAndProxy(t *testing.T) {
-	t.Run("private CA", func(t *testing.T) {
-		e := newTestEnv(t)
-		tlsSrv := httptest.NewTLSServer(e.gh)
-		t.Cleanup(tlsSrv.Close)
-		ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}))
-		e.configure(map[string]any{"base_url": tlsSrv.URL + "/api/v3", "ca_certificate": ca})
+	// mintThenLoseConfig mints with extra config, deletes the config, restarts the backend if asked, and returns the
+	// lease to revoke.
+	mintThenLoseConfig := func(t *testing.T, e *testEnv, extra map[string]any, restart bool) *logical.Response {
+		t.Helper()
+		e.configure(extra)
 		e.role("ci", map[string]any{"owner": "acme"})
 		resp := e.mint("ci")
 		if r, err := e.do(logical.DeleteOperation, "config", nil); err != nil || r != nil {
 			t.Fatal(r, err)
 		}
-		e.restart()
-		if err := e.revoke(resp); err != nil {
-			t.Fatalf("revocation after config delete and restart: %v", err)
+		if restart {
+			e.restart()
 		}
-		if info, _ := e.gh.Token(resp.Data["token"].(string)); !info.Revoked {
-			t.Fatal("not revoked")
-		}
-	})
-	t.Run("required proxy", func(t *testing.T) {
+		return resp
+	}
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("private CA, restart %v", restart), func(t *testing.T) {
+			e := newTestEnv(t)
+			tlsSrv := httptest.NewTLSServer(e.gh)
+			t.Cleanup(tlsSrv.Close)
+			ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}))
+			resp := mintThenLoseConfig(t, e, map[string]any{"base_url": tlsSrv.URL + "/api/v3", "ca_certificate": ca}, restart)
+			if err := e.revoke(resp); err != nil {
+				t.Fatalf("revocation after config delete: %v", err)
+			}
+			if info, _ := e.gh.Token(resp.Data["token"].(string)); !info.Revoked {
+				t.Fatal("not revoked")
+			}
+		})
+	}
+	t.Run("required proxy, restart true", func(t *testing.T) {
 		e := newTestEnv(t)
 		target, err := url.Parse(e.srv.URL)
 		if err != nil {
@@ -217,13 +207,8 @@ func TestRevocationAfterRestartKeepsCAAndProxy(t *testing.T) {
 			httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
 		}))
 		t.Cleanup(proxy.Close)
-		e.configure(map[string]any{"base_url": "http://github.internal/api/v3", "proxy_url": proxy.URL, "allow_insecure_http": true})
-		e.role("ci", map[string]any{"owner": "acme"})
-		resp := e.mint("ci")
-		if r, err := e.do(logical.DeleteOperation, "config", nil); err != nil || r != nil {
-			t.Fatal(r, err)
-		}
-		e.restart()
+		resp := mintThenLoseConfig(t, e, map[string]any{"base_url": "http://github.internal/api/v3", "proxy_url": proxy.URL,
+			"allow_insecure_http": true}, true)
 		before := proxied.Load()
 		if err := e.revoke(resp); err != nil {
 			t.Fatalf("revocation after config delete and restart: %v", err)

@@ -49,16 +49,7 @@ func writeReport(w io.Writer, metaPath, loadPath, stormPath, goBenchPath string)
 		}
 	}
 
-	fmt.Fprintln(w, "## Benchmark summary")
-	fmt.Fprintln(w)
-	if meta := readMeta(metaPath); len(meta) > 0 {
-		fmt.Fprintln(w, "| | |")
-		fmt.Fprintln(w, "|---|---|")
-		for _, kv := range meta {
-			fmt.Fprintf(w, "| %s | %s |\n", kv[0], kv[1])
-		}
-		fmt.Fprintln(w)
-	}
+	writeHeader(w, "## Benchmark summary", metaPath)
 	if load != nil {
 		writeLoad(w, load)
 	}
@@ -344,6 +335,20 @@ func writeGoBench(w io.Writer, path string) {
 			orDash(std["ns/op"]), orDash(std["B/op"]), orDash(std["allocs/op"]), strings.Join(other, ", "))
 	}
 	fmt.Fprintln(w)
+}
+
+// writeHeader prints a report's title and the table of its meta file ("Key: value" lines about the run).
+func writeHeader(w io.Writer, title, metaPath string) {
+	fmt.Fprintln(w, title)
+	fmt.Fprintln(w)
+	if meta := readMeta(metaPath); len(meta) > 0 {
+		fmt.Fprintln(w, "| | |")
+		fmt.Fprintln(w, "|---|---|")
+		for _, kv := range meta {
+			fmt.Fprintf(w, "| %s | %s |\n", kv[0], kv[1])
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 func orDash(s string) string {

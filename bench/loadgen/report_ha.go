@@ -51,16 +51,7 @@ type failoverRun struct {
 // writeHAReport prints the summary of `make bench-ha`: mints through a 3-node cluster, sent to the active node and to
 // a standby, next to the no-op leased plugin on the same cluster; and the failover runs.
 func writeHAReport(w io.Writer, metaPath, loadPath, failoverPath string) error {
-	fmt.Fprintln(w, "## HA benchmark summary")
-	fmt.Fprintln(w)
-	if meta := readMeta(metaPath); len(meta) > 0 {
-		fmt.Fprintln(w, "| | |")
-		fmt.Fprintln(w, "|---|---|")
-		for _, kv := range meta {
-			fmt.Fprintf(w, "| %s | %s |\n", kv[0], kv[1])
-		}
-		fmt.Fprintln(w)
-	}
+	writeHeader(w, "## HA benchmark summary", metaPath)
 	if loadPath != "" {
 		load := &loadReport{}
 		if err := readJSON(loadPath, load); err != nil {
