@@ -89,13 +89,24 @@ func (c *Client) App(ctx context.Context) (*App, error) {
 // request listing forever. 100 pages hold 10,000 installations or repositories.
 const MaxPages = 100
 
-// Installations lists the App's installations, all pages up to MaxPages (GET /app/installations). complete is false
-// when GitHub announced more pages than that.
+// Installations lists the App's installations, all pages up to MaxPages (GET /app/installations), each once. complete
+// is false when GitHub announced more pages than that.
 func (c *Client) Installations(ctx context.Context) (list []Installation, complete bool, err error) {
+	// Pages are read one request at a time: an installation added or removed meanwhile shifts the others, so that
+	// GitHub may list one on two pages. The first listing is kept.
+	seen := map[int64]bool{}
 	complete, err = c.pages(ctx, call{method: http.MethodGet, route: "/app/installations", path: "/app/installations"}, func(cl *call) func() int {
 		var batch []Installation
 		cl.out = &batch
-		return func() int { list = append(list, batch...); return len(batch) }
+		return func() int {
+			for _, in := range batch {
+				if !seen[in.ID] {
+					seen[in.ID] = true
+					list = append(list, in)
+				}
+			}
+			return len(batch)
+		}
 	})
 	return list, complete, err
 }

@@ -50,8 +50,9 @@ const (
 // Options configure a Client. Only BaseURL is needed for token-authenticated calls (revocation); App calls need
 // PrivateKey and AppID or ClientID.
 type Options struct {
-	// BaseURL is https://api.github.com or, for GitHub Enterprise Server, https://HOST/api/v3. A trailing slash
-	// is optional.
+	// BaseURL is https://api.github.com; https://api.SUBDOMAIN.ghe.com for GitHub Enterprise Cloud with data
+	// residency (GHE.com), which serves the API at its root like github.com; or https://HOST/api/v3 for GitHub
+	// Enterprise Server. A trailing slash is optional.
 	BaseURL string
 	// AppID and ClientID identify the App; the JWT issuer is ClientID when set, else AppID.
 	AppID    int64
@@ -207,8 +208,8 @@ func NormalizeBaseURL(raw string) (string, error) {
 		case err == nil:
 			shown = fmt.Sprintf("base_url %q", raw)
 		}
-		return "", fmt.Errorf("%s is not an http(s) URL: expected %s or https://HOST/api/v3 for GitHub "+
-			"Enterprise Server", shown, DefaultBaseURL)
+		return "", fmt.Errorf("%s is not an http(s) URL: expected %s, https://api.SUBDOMAIN.ghe.com for GHE.com, "+
+			"or https://HOST/api/v3 for GitHub Enterprise Server", shown, DefaultBaseURL)
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return "", fmt.Errorf("base_url %q must not hold credentials, a query or a fragment", u.Redacted())
