@@ -10,6 +10,8 @@
 // Without -fixture it serves a small built-in fixture (fixture.example.json in this directory):
 // App 1001 (client ID Iv23liFAKEAPP0001, slug vault-demo), installed on the organization acme
 // (installation 2001: api, web, infra) and on the user octocat (installation 2002: dotfiles).
+// fixture.pool.example.json adds an App pool: Apps 1002 and 1003, each with its own installation on
+// acme (2102 and 2103); -generate-key registers the key with all three.
 //
 // -generate-key writes a new 2048-bit RSA private key (PEM, mode 0600) to the path, or reuses
 // the key already there, and registers its public key with every App of the fixture.

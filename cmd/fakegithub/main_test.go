@@ -275,13 +275,47 @@ func TestRunRefuses(t *testing.T) {
 	}
 }
 
-// TestExampleFixture keeps fixture.example.json and the built-in fixture the same.
+// TestExampleFixture keeps the example fixtures and the built-in ones the same.
 func TestExampleFixture(t *testing.T) {
-	f, err := fakegithub.LoadFixture("fixture.example.json")
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		file string
+		want fakegithub.Fixture
+	}{
+		{"fixture.example.json", fakegithub.DemoFixture()},
+		{"fixture.pool.example.json", fakegithub.PoolFixture()},
 	}
-	if want := fakegithub.DemoFixture(); !reflect.DeepEqual(f, want) {
-		t.Errorf("fixture.example.json = %+v\nbuilt-in = %+v", f, want)
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			f, err := fakegithub.LoadFixture(tt.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(f, tt.want) {
+				t.Errorf("%s = %+v\nbuilt-in = %+v", tt.file, f, tt.want)
+			}
+		})
+	}
+}
+
+// TestRunPoolFixture serves three Apps on acme from the pool fixture: the generated key signs for each of them,
+// and each finds its own installation.
+func TestRunPoolFixture(t *testing.T) {
+	keyPath := filepath.Join(t.TempDir(), "app.pem")
+	r := start(t, "-fixture", "fixture.pool.example.json", "-generate-key", keyPath)
+	key := readKey(t, keyPath)
+	for app, want := range map[string]int64{"Iv23liFAKEAPP0001": 2001, "Iv23liFAKEAPP0002": 2102, "Iv23liFAKEAPP0003": 2103} {
+		now := time.Now().Unix()
+		signed, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iat": now - 60, "exp": now + 540, "iss": app}).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, body := call(t, http.DefaultClient, "GET", r.url+"/orgs/acme/installation", "Bearer "+signed)
+		var in struct {
+			ID int64 `json:"id"`
+		}
+		json.Unmarshal(body, &in)
+		if status != 200 || in.ID != want {
+			t.Errorf("App %s on acme: %d %s, want installation %d", app, status, body, want)
+		}
 	}
 }

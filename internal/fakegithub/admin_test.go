@@ -194,3 +194,125 @@ func TestAdminSuspendAndLifetime(t *testing.T) {
 	tok := e.mint(acmeID, nil)
 	e.do(http.MethodGet, "/installation/repositories", "token "+tok.Token, nil).wantError(t, 401, msgBadCredentials)
 }
+
+func TestAdminAppFaults(t *testing.T) {
+	e := newPoolEnv(t)
+	status, body := e.admin("PUT", "/_fake/apps/1002/faults", `{"fail_next": 1, "error_status": 503, "latency": "5ms"}`)
+	if status != 200 {
+		t.Fatalf("PUT: %d %s", status, body)
+	}
+	var f Faults
+	if err := json.Unmarshal(body, &f); err != nil || f.FailNext != 1 || f.Latency != 5*time.Millisecond {
+		t.Errorf("PUT answered %s (%v)", body, err)
+	}
+	if status, _ := e.mintStatus(poolApp2, poolInstall2); status != 503 {
+		t.Errorf("App 1002's mint: %d, want 503", status)
+	}
+	e.mintAs(poolApp3, poolInstall3)
+	_, body = e.admin("GET", "/_fake/apps/1002/faults", "")
+	if err := json.Unmarshal(body, &f); err != nil || f.FailNext != 0 || f.Latency != 5*time.Millisecond {
+		t.Errorf("GET after the failure: %s (%v)", body, err)
+	}
+	if _, body := e.admin("GET", "/_fake/faults", ""); !strings.Contains(string(body), `"fail_next": 0`) {
+		t.Errorf("the emulator's faults changed: %s", body)
+	}
+
+	e.admin("PUT", "/_fake/apps/1002/faults", `{"outage_for": "1h"}`)
+	if status, _ := e.mintStatus(poolApp2, poolInstall2); status != 0 {
+		t.Errorf("App 1002 in an outage answered %d", status)
+	}
+	if status, _ := e.admin("PUT", "/_fake/apps/1002/faults", `{}`); status != 200 {
+		t.Errorf("clearing: %d", status)
+	}
+	e.mintAs(poolApp2, poolInstall2)
+
+	for _, c := range []struct {
+		method, path, body string
+		want               int
+	}{
+		{"PUT", "/_fake/apps/1002/faults", `{"error_rate": 2}`, 400},
+		{"PUT", "/_fake/apps/1002/faults", `{"fail_nxet": 1}`, 400},
+		{"PUT", "/_fake/apps/9/faults", `{}`, 404},
+		{"GET", "/_fake/apps/abc/faults", ``, 404},
+		{"GET", "/_fake/apps/1002/nothing", ``, 404},
+		{"DELETE", "/_fake/apps/1002/faults", ``, 404},
+	} {
+		if status, body := e.admin(c.method, c.path, c.body); status != c.want {
+			t.Errorf("%s %s %s: %d %s, want %d", c.method, c.path, c.body, status, body, c.want)
+		}
+	}
+}
+
+func TestAdminRateLimits(t *testing.T) {
+	e := newPoolEnv(t)
+	status, body := e.admin("PUT", "/_fake/installations/2102/rate-limit", `{"limit": 100, "remaining": 10, "reset_in": "5m"}`)
+	var st RateLimitStatus
+	if err := json.Unmarshal(body, &st); status != 200 || err != nil || st.Limit != 100 || st.Remaining != 10 || st.Used != 90 ||
+		!st.Enforced || time.Until(st.Reset) < 4*time.Minute || time.Until(st.Reset) > 6*time.Minute {
+		t.Fatalf("PUT: %d %s", status, body)
+	}
+	status, body = e.admin("POST", "/_fake/installations/2102/rate-limit/spend", `{"requests": 3}`)
+	if err := json.Unmarshal(body, &st); status != 200 || err != nil || st.Remaining != 7 {
+		t.Errorf("spend: %d %s", status, body)
+	}
+	auth := "token " + e.mintAs(poolApp2, poolInstall2)
+	if core, _, _ := e.coreOf(auth); core.Remaining != 7 || core.Limit != 100 {
+		t.Errorf("GET /rate_limit after the admin calls: %+v", core)
+	}
+	e.do(http.MethodGet, repositoryURL, auth, nil)
+	_, body = e.admin("GET", "/_fake/installations/2102/rate-limit", "")
+	if err := json.Unmarshal(body, &st); err != nil || st.Remaining != 6 {
+		t.Errorf("GET: %s", body)
+	}
+
+	status, body = e.admin("PUT", "/_fake/apps/1003/rate-limit", `{"remaining": 0}`)
+	if status != 200 {
+		t.Fatalf("PUT App budget: %d %s", status, body)
+	}
+	if status, _ := e.mintStatus(poolApp3, poolInstall3); status != 403 {
+		t.Errorf("a mint with the App's budget spent: %d", status)
+	}
+	if status, body := e.admin("POST", "/_fake/apps/1001/rate-limit/spend", `{"requests": 1}`); status != 200 ||
+		!strings.Contains(string(body), `"used": 1`) {
+		t.Errorf("spend from the demo App: %d %s", status, body)
+	}
+	if _, body := e.admin("GET", "/_fake/apps/1001/rate-limit", ""); !strings.Contains(string(body), `"remaining": 4999`) {
+		t.Errorf("GET App budget: %s", body)
+	}
+
+	status, body = e.admin("GET", "/_fake/rate-limits", "")
+	var report RateLimitReport
+	if err := json.Unmarshal(body, &report); status != 200 || err != nil || len(report.Apps) != 3 || len(report.Installations) != 4 {
+		t.Fatalf("GET /_fake/rate-limits: %d %s", status, body)
+	}
+	if in := report.Installations[2]; in.InstallationID != poolInstall2 || in.AppID != poolApp2 || in.Account != "acme" || in.Remaining != 6 {
+		t.Errorf("report of installation 2102: %+v", in)
+	}
+	if a := report.Apps[2]; a.AppID != poolApp3 || a.Remaining != 0 || !a.Enforced {
+		t.Errorf("report of App 1003: %+v", a)
+	}
+
+	for _, c := range []struct {
+		method, path, body string
+		want               int
+		message            string
+	}{
+		{"PUT", "/_fake/installations/2102/rate-limit", `{"limit": 100, "remaining": 101}`, 400, "remaining 101"},
+		{"PUT", "/_fake/installations/2102/rate-limit", `{"limit": 100}`, 400, `remaining\" is required`},
+		{"PUT", "/_fake/installations/2102/rate-limit", `{"remaining": 1, "reset_in": "-1s"}`, 400, "reset_in"},
+		{"PUT", "/_fake/installations/2102/rate-limit", `{"remaining": 1, "extra": 1}`, 400, "extra"},
+		{"POST", "/_fake/installations/2102/rate-limit/spend", `{"requests": -1}`, 400, "-1"},
+		{"POST", "/_fake/installations/2102/rate-limit/spend", `{}`, 400, "requests"},
+		{"PUT", "/_fake/installations/9999/rate-limit", `{"remaining": 1}`, 404, "9999"},
+		{"GET", "/_fake/apps/9/rate-limit", ``, 404, "app 9"},
+		{"POST", "/_fake/installations/2102/rate-limit", `{}`, 404, "no admin endpoint"},
+	} {
+		status, body := e.admin(c.method, c.path, c.body)
+		if status != c.want || !strings.Contains(string(body), c.message) {
+			t.Errorf("%s %s %s: %d %s, want %d with %q", c.method, c.path, c.body, status, body, c.want, c.message)
+		}
+	}
+	if st, _ := e.srv.InstallationRateLimit(poolInstall2); st.Remaining != 6 || st.Limit != 100 {
+		t.Errorf("refused writes changed the budget: %+v", st)
+	}
+}

@@ -11,16 +11,18 @@ import (
 	"testing"
 )
 
-// TestContract walks every endpoint, under / and /api/v3, in both API versions; the test
-// client checks each answer against GitHub's OpenAPI description.
+// TestContract walks every endpoint, under / and /api/v3, in both API versions, with several
+// Apps on one account and an installation whose budget is spent; the test client checks each
+// answer against GitHub's OpenAPI description.
 func TestContract(t *testing.T) {
 	for _, prefix := range []string{"", "/api/v3"} {
 		for _, version := range []string{"2022-11-28", "2026-03-10"} {
 			t.Run(strings.TrimPrefix(prefix, "/")+version, func(t *testing.T) {
-				e := newEnv(t)
+				e := newPoolEnv(t)
 				if err := e.srv.SetSuspended(octocatID, true); err != nil {
 					t.Fatal(err)
 				}
+				pool := e.bearerFor(poolApp2)
 				v := withHeader("X-GitHub-Api-Version", version)
 				checks := []struct {
 					method, path string
@@ -44,7 +46,12 @@ func TestContract(t *testing.T) {
 					{"POST", "/app/installations/2002/access_tokens", e.bearer(), nil, 403},
 					{"POST", "/app/installations/9999/access_tokens", e.bearer(), nil, 404},
 					{"GET", "/rate_limit", "", nil, 200},
+					{"GET", "/rate_limit", pool, nil, 200},
 					{"GET", "/installation/repositories", "", nil, 401},
+					{"GET", "/orgs/acme/installation", pool, nil, 200},
+					{"GET", "/app/installations", pool, nil, 200},
+					{"POST", "/app/installations/2102/access_tokens", pool, nil, 201},
+					{"POST", "/app/installations/2001/access_tokens", pool, nil, 404},
 				}
 				for _, c := range checks {
 					resp := e.do(c.method, prefix+c.path, c.auth, c.body, v)
@@ -62,6 +69,18 @@ func TestContract(t *testing.T) {
 				}
 				if resp := e.do("DELETE", prefix+"/installation/token", "token "+tok.Token, nil, v); resp.status != 204 {
 					t.Errorf("revoke: %d %s", resp.status, resp.body)
+				}
+
+				// An installation with nothing left: refused, and GET /rate_limit says so.
+				spent := "token " + e.mintAs(poolApp2, poolInstall2)
+				if _, err := e.srv.SetInstallationRateLimit(poolInstall2, RateLimit{Remaining: 0}); err != nil {
+					t.Fatal(err)
+				}
+				if resp := e.do("GET", prefix+"/installation/repositories", spent, nil, v); resp.status != 403 {
+					t.Errorf("list repositories with nothing left: %d, want 403", resp.status)
+				}
+				if resp := e.do("GET", prefix+"/rate_limit", spent, nil, v); resp.status != 200 {
+					t.Errorf("rate_limit with nothing left: %d %s", resp.status, resp.body)
 				}
 			})
 		}

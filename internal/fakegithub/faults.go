@@ -18,6 +18,9 @@ import (
 // Latency, then OutageUntil, then 5xx (FailNext, then ErrorRate), then rate limits
 // (primary before secondary). GET /rate_limit is never rate limited, as on GitHub.
 //
+// Faults set with SetFaults hit every call; those set with SetAppFaults hit the calls of one App
+// (made with its JWT or its installations' tokens) on top of them.
+//
 // In JSON, durations are strings such as "250ms" (numbers are read as nanoseconds).
 type Faults struct {
 	// Latency is added to every API call. A request whose context ends while waiting gets no answer.
@@ -100,25 +103,32 @@ func (f Faults) Validate() error {
 type faultState struct {
 	Faults
 	errorCredit    float64   // accumulates ErrorRate per call; a call fails each time it reaches 1
-	primaryResetAt time.Time // on the emulator's clock
+	primaryResetAt time.Time // on the clock of whom the faults hit
 }
 
-// SetFaults replaces the injected faults. Invalid faults are a bug in the caller's test,
-// so SetFaults panics on them; the admin endpoint answers 400 instead.
+// newFaultState starts injecting f; now is the clock of whom the faults hit, without f's own ClockOffset.
+func newFaultState(f Faults, now time.Time) faultState {
+	fs := faultState{Faults: f}
+	if f.PrimaryRateLimit {
+		reset := f.RateLimitReset
+		if reset == 0 {
+			reset = defaultRateLimitReset
+		}
+		fs.primaryResetAt = now.Add(f.ClockOffset).Add(reset)
+	}
+	return fs
+}
+
+// SetFaults replaces the injected faults, which hit every API call. Invalid faults are a bug in the
+// caller's test, so SetFaults panics on them; the admin endpoint answers 400 instead.
+// Faults set for one App (SetAppFaults) stay as they are.
 func (s *Server) SetFaults(f Faults) {
 	if err := f.Validate(); err != nil {
 		panic(fmt.Sprintf("fakegithub: invalid faults: %v", err))
 	}
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	s.faults = faultState{Faults: f}
-	if f.PrimaryRateLimit {
-		reset := f.RateLimitReset
-		if reset == 0 {
-			reset = defaultRateLimitReset
-		}
-		s.faults.primaryResetAt = time.Now().Add(f.ClockOffset).Add(reset)
-	}
+	s.faults = newFaultState(f, time.Now())
 }
 
 // Faults returns the faults in force, with FailNext and RateLimitCalls as far as they have
@@ -126,8 +136,49 @@ func (s *Server) SetFaults(f Faults) {
 func (s *Server) Faults() Faults {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	s.expirePrimaryLocked(time.Now().Add(s.faults.ClockOffset))
+	s.faults.expirePrimary(time.Now().Add(s.faults.ClockOffset))
 	return s.faults.Faults
+}
+
+// SetAppFaults replaces the faults injected into one App's calls: those made with its JWT
+// (token creation among them) and with its installations' tokens. They come on top of the
+// emulator's (SetFaults): latencies and clock offsets add up, and either one's errors, rate
+// limits and outages hit the call. Faults{} removes them.
+func (s *Server) SetAppFaults(appID int64, f Faults) error {
+	if err := f.Validate(); err != nil {
+		return fmt.Errorf("fakegithub: app %d: invalid faults: %w", appID, err)
+	}
+	if err := s.checkApp(appID); err != nil {
+		return err
+	}
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	if f == (Faults{}) {
+		delete(s.appFaults, appID)
+		return nil
+	}
+	if s.appFaults == nil {
+		s.appFaults = make(map[int64]*faultState)
+	}
+	fs := newFaultState(f, time.Now().Add(s.faults.ClockOffset))
+	s.appFaults[appID] = &fs
+	return nil
+}
+
+// AppFaults returns the faults in force for one App's calls (not counting the emulator's), as
+// Faults does.
+func (s *Server) AppFaults(appID int64) (Faults, error) {
+	if err := s.checkApp(appID); err != nil {
+		return Faults{}, err
+	}
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	fs := s.appFaults[appID]
+	if fs == nil {
+		return Faults{}, nil
+	}
+	fs.expirePrimary(time.Now().Add(s.faults.ClockOffset + fs.ClockOffset))
+	return fs.Faults, nil
 }
 
 // Now is the emulator's clock: real time plus Faults.ClockOffset.
@@ -137,10 +188,58 @@ func (s *Server) Now() time.Time {
 	return time.Now().Add(s.faults.ClockOffset)
 }
 
-func (s *Server) latency() time.Duration {
+// nowFor is the clock an App's calls see: the emulator's plus the App's own ClockOffset.
+func (s *Server) nowFor(appID int64) time.Time {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	return s.faults.Latency
+	return time.Now().Add(s.offsetLocked(appID))
+}
+
+func (s *Server) offsetLocked(appID int64) time.Duration {
+	d := s.faults.ClockOffset
+	if fs := s.appFaults[appID]; fs != nil {
+		d += fs.ClockOffset
+	}
+	return d
+}
+
+// clocks takes one reading of every App's clock, for code that looks at many tokens at once.
+func (s *Server) clocks() func(appID int64) time.Time {
+	s.faultMu.Lock()
+	base := s.faults.ClockOffset
+	offsets := make(map[int64]time.Duration, len(s.appFaults))
+	for id, fs := range s.appFaults {
+		offsets[id] = fs.ClockOffset
+	}
+	s.faultMu.Unlock()
+	now := time.Now()
+	return func(appID int64) time.Time { return now.Add(base + offsets[appID]) }
+}
+
+// faultLink is one fault state a call goes through, with the clock it is measured on.
+type faultLink struct {
+	fs  *faultState // nil: the App has no faults of its own
+	now time.Time
+}
+
+// faultChainLocked lists the fault states a call of appID goes through: the emulator's, then the App's.
+func (s *Server) faultChainLocked(appID int64) [2]faultLink {
+	wall := time.Now()
+	chain := [2]faultLink{{fs: &s.faults, now: wall.Add(s.faults.ClockOffset)}}
+	if fs := s.appFaults[appID]; fs != nil {
+		chain[1] = faultLink{fs: fs, now: wall.Add(s.faults.ClockOffset + fs.ClockOffset)}
+	}
+	return chain
+}
+
+func (s *Server) latency(appID int64) time.Duration {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	d := s.faults.Latency
+	if fs := s.appFaults[appID]; fs != nil {
+		d += fs.Latency
+	}
+	return d
 }
 
 // wait sleeps for d unless ctx ends first; it reports whether the full time passed.
@@ -158,17 +257,44 @@ func wait(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (s *Server) inOutage() bool {
+func (s *Server) inOutage(appID int64) bool {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	return time.Now().Before(s.faults.OutageUntil)
+	now := time.Now()
+	if now.Before(s.faults.OutageUntil) {
+		return true
+	}
+	fs := s.appFaults[appID]
+	return fs != nil && now.Before(fs.OutageUntil)
 }
 
-// takeServerError decides whether this call gets an injected 5xx, counting it down.
-func (s *Server) takeServerError() *apiError {
+// tokenFaults tells how an App's token requests are answered: over-granted, in the long form.
+func (s *Server) tokenFaults(appID int64) (overGrant, longTokens bool) {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	f := &s.faults
+	overGrant, longTokens = s.faults.OverGrant, s.faults.LongTokens
+	if fs := s.appFaults[appID]; fs != nil {
+		overGrant, longTokens = overGrant || fs.OverGrant, longTokens || fs.LongTokens
+	}
+	return overGrant, longTokens
+}
+
+// takeServerError decides whether this call gets an injected 5xx, counting down the emulator's
+// faults first, then the App's.
+func (s *Server) takeServerError(appID int64) *apiError {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	for _, link := range s.faultChainLocked(appID) {
+		if link.fs != nil {
+			if e := link.fs.takeServerError(); e != nil {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
+func (f *faultState) takeServerError() *apiError {
 	fail := false
 	if f.FailNext > 0 {
 		f.FailNext--
@@ -206,21 +332,45 @@ type rateLimitFault struct {
 	retryAfter int // secondary only
 }
 
-// primaryRateLimit reports the primary limit in force, if any, without counting a call:
-// its reset time also shows in the X-RateLimit headers of every answer.
-func (s *Server) primaryRateLimit() (time.Time, bool) {
+// primaryRateLimit reports the primary limit in force for a call of appID, if any, without
+// counting a call: its reset time also shows in the X-RateLimit headers of every answer.
+func (s *Server) primaryRateLimit(appID int64) (time.Time, bool) {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	s.expirePrimaryLocked(time.Now().Add(s.faults.ClockOffset))
-	return s.faults.primaryResetAt, s.faults.PrimaryRateLimit
+	var resetAt time.Time
+	on := false
+	for _, link := range s.faultChainLocked(appID) {
+		if link.fs == nil {
+			continue
+		}
+		link.fs.expirePrimary(link.now)
+		if link.fs.PrimaryRateLimit {
+			on = true
+			if link.fs.primaryResetAt.After(resetAt) {
+				resetAt = link.fs.primaryResetAt
+			}
+		}
+	}
+	return resetAt, on
 }
 
-// takeRateLimit decides whether this call is refused by a rate limit, counting RateLimitCalls down.
-func (s *Server) takeRateLimit() *rateLimitFault {
+// takeRateLimit decides whether this call is refused by an injected rate limit, the emulator's
+// first, then the App's, counting RateLimitCalls down.
+func (s *Server) takeRateLimit(appID int64) *rateLimitFault {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	f := &s.faults
-	s.expirePrimaryLocked(time.Now().Add(f.ClockOffset))
+	for _, link := range s.faultChainLocked(appID) {
+		if link.fs != nil {
+			if f := link.fs.takeRateLimit(link.now); f != nil {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+func (f *faultState) takeRateLimit(now time.Time) *rateLimitFault {
+	f.expirePrimary(now)
 	var out *rateLimitFault
 	switch {
 	case f.PrimaryRateLimit:
@@ -244,10 +394,10 @@ func (s *Server) takeRateLimit() *rateLimitFault {
 	return out
 }
 
-// expirePrimaryLocked ends the primary rate limit once its reset time has passed, as GitHub's would.
-func (s *Server) expirePrimaryLocked(now time.Time) {
-	if s.faults.PrimaryRateLimit && !now.Before(s.faults.primaryResetAt) {
-		s.faults.PrimaryRateLimit = false
+// expirePrimary ends the primary rate limit once its reset time has passed, as GitHub's would.
+func (f *faultState) expirePrimary(now time.Time) {
+	if f.PrimaryRateLimit && !now.Before(f.primaryResetAt) {
+		f.PrimaryRateLimit = false
 	}
 }
 

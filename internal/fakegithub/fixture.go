@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
@@ -32,6 +34,9 @@ type App struct {
 	// PublicKeys holds PEM public keys ("PUBLIC KEY" PKIX or "RSA PUBLIC KEY" PKCS#1).
 	// GitHub lets an App have several active keys at once; a JWT signed by any of them is accepted.
 	PublicKeys []string `json:"public_keys,omitempty"`
+	// RateLimit, when set, is the App's own budget at the start (spent by calls with its JWT),
+	// enforced as SetAppRateLimit enforces it.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
 }
 
 // Installation is an App installed on an organization or user account.
@@ -45,6 +50,9 @@ type Installation struct {
 	Repositories        []Repository      `json:"repositories"`         // what the installation can reach
 	Permissions         map[string]string `json:"permissions"`          // granted, e.g. {"contents":"write","metadata":"read"}
 	Suspended           bool              `json:"suspended"`
+	// RateLimit, when set, is the installation's budget at the start (spent by calls with its
+	// tokens), enforced as SetInstallationRateLimit enforces it.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
 }
 
 // Repository is a repository of an installation's account.
@@ -121,6 +129,31 @@ func DemoFixture() Fixture {
 	}
 }
 
+// PoolFixture is DemoFixture with two more Apps installed on acme, for App pools: App 1002
+// (client ID Iv23liFAKEAPP0002, slug vault-demo-2) with installation 2102, and App 1003
+// (Iv23liFAKEAPP0003, vault-demo-3) with installation 2103. Each of the three installations on
+// acme reaches api, web and infra with the same permissions, so that any App of the pool can
+// serve a role on acme. It is the same as cmd/fakegithub/fixture.pool.example.json.
+func PoolFixture() Fixture {
+	f := DemoFixture()
+	acme := f.Installations[0]
+	for _, n := range []int64{2, 3} {
+		f.Apps = append(f.Apps, App{
+			ID:       1000 + n,
+			ClientID: fmt.Sprintf("Iv23liFAKEAPP%04d", n),
+			Slug:     fmt.Sprintf("vault-demo-%d", n),
+			Name:     fmt.Sprintf("Vault Demo %d", n),
+			Owner:    "acme",
+		})
+		in := acme
+		in.ID, in.AppID = 2100+n, 1000+n
+		in.Repositories = slices.Clone(acme.Repositories)
+		in.Permissions = maps.Clone(acme.Permissions)
+		f.Installations = append(f.Installations, in)
+	}
+	return f
+}
+
 var (
 	// GitHub logins: alphanumerics and single hyphens, not at either end, at most 39 characters.
 	loginPattern = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9]|-[A-Za-z0-9]){0,38}$`)
@@ -164,6 +197,11 @@ func normalizeApp(a App, installations []Installation) (App, error) {
 	}
 	if !loginPattern.MatchString(a.Owner) {
 		return a, fmt.Errorf("app %d: owner %q is not a valid GitHub login", a.ID, a.Owner)
+	}
+	if a.RateLimit != nil {
+		if err := a.RateLimit.Validate(); err != nil {
+			return a, fmt.Errorf("app %d: rate_limit: %w", a.ID, err)
+		}
 	}
 	return a, nil
 }
@@ -209,6 +247,11 @@ func normalizeInstallation(in Installation) (Installation, error) {
 	}
 	if in.AccountID < 0 {
 		return in, fmt.Errorf("installation %d: account_id %d: must be positive", in.ID, in.AccountID)
+	}
+	if in.RateLimit != nil {
+		if err := in.RateLimit.Validate(); err != nil {
+			return in, fmt.Errorf("installation %d: rate_limit: %w", in.ID, err)
+		}
 	}
 
 	// Copy what the caller may still hold, so that later changes on their side do not leak in.

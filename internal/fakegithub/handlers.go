@@ -115,7 +115,7 @@ func (s *Server) answerInstallation(c *call, matches func(*installationState) bo
 
 // DELETE /installation/token
 func (s *Server) revokeToken(c *call) *apiError {
-	now := s.Now()
+	now := s.nowFor(c.token.appID)
 	s.mu.Lock()
 	c.token.revoked = true
 	c.token.revokedAt = now
@@ -168,7 +168,7 @@ type rateLimitOverview struct {
 
 // GET /rate_limit: the caller's core counter, and untouched counters for the other resources.
 func (s *Server) getRateLimit(c *call) *apiError {
-	now := s.Now()
+	now := s.nowFor(c.appID)
 	fresh := func(limit int, window time.Duration) rateLimitObject {
 		return rateLimitObject{Limit: limit, Remaining: limit, Reset: now.Add(window).Unix()}
 	}

@@ -72,7 +72,7 @@ func (s *Server) authenticateApp(r *http.Request) (*appState, *apiError) {
 		}
 		s.jwtCache.put(hash, v)
 	}
-	if apiErr := checkJWTTimes(v, s.Now()); apiErr != nil {
+	if apiErr := checkJWTTimes(v, s.nowFor(v.appID)); apiErr != nil {
 		return nil, apiErr
 	}
 	s.mu.RLock()

@@ -54,9 +54,9 @@ func (s *Server) createToken(c *call) *apiError {
 		return errNotFound()
 	}
 
-	f := s.Faults()
-	now := s.Now()
-	long := f.LongTokens || strings.EqualFold(c.r.Header.Get("X-GitHub-Stateless-S2S-Token"), "enabled")
+	overGrant, longTokens := s.tokenFaults(c.app.ID)
+	now := s.nowFor(c.app.ID)
+	long := longTokens || strings.EqualFold(c.r.Header.Get("X-GitHub-Stateless-S2S-Token"), "enabled")
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -80,7 +80,7 @@ func (s *Server) createToken(c *call) *apiError {
 		selection = "selected"
 	}
 	listRepos := repoIDs != nil
-	if f.OverGrant {
+	if overGrant {
 		// A broken or malicious GitHub (or proxy) hands out more than was asked for.
 		perms = maps.Clone(in.Permissions)
 		repoIDs, selection = nil, in.RepositorySelection

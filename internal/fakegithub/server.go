@@ -33,8 +33,9 @@ type Server struct {
 	st            state
 	tokenLifetime time.Duration
 
-	faultMu sync.Mutex
-	faults  faultState
+	faultMu   sync.Mutex
+	faults    faultState
+	appFaults map[int64]*faultState // faults of one App's calls, on top of faults
 
 	stats    *statsRecorder
 	limits   rateLimits
@@ -64,7 +65,37 @@ func New(f Fixture) (*Server, error) {
 			return nil, fmt.Errorf("fixture: %w", err)
 		}
 	}
+	now := time.Now()
+	for _, a := range f.Apps {
+		if a.RateLimit != nil {
+			s.limits.set(appKey(a.ID), *a.RateLimit, now)
+		}
+	}
+	for _, in := range f.Installations {
+		if in.RateLimit != nil {
+			s.limits.set(installationKey(in.ID), *in.RateLimit, now)
+		}
+	}
 	return s, nil
+}
+
+// AddApp registers one more App, checked like a fixture entry; its owner is required.
+// Install it with AddInstallation.
+func (s *Server) AddApp(a App) error {
+	a, err := normalizeApp(a, nil)
+	if err != nil {
+		return fmt.Errorf("fakegithub: %w", err)
+	}
+	s.mu.Lock()
+	err = s.st.addApp(a)
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("fakegithub: %w", err)
+	}
+	if a.RateLimit != nil {
+		s.limits.set(appKey(a.ID), *a.RateLimit, s.nowFor(a.ID))
+	}
+	return nil
 }
 
 // AddPublicKey registers one more key for an App. Keys already registered stay valid,
@@ -84,12 +115,17 @@ func (s *Server) AddPublicKey(appID int64, pub *rsa.PublicKey) error {
 }
 
 // AddInstallation installs an App on one more account, checked like a fixture entry.
+// An App may be installed on an account that other Apps are installed on, once.
 func (s *Server) AddInstallation(in Installation) error {
 	now := s.Now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.st.addInstallation(in, now); err != nil {
+	err := s.st.addInstallation(in, now)
+	s.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("fakegithub: %w", err)
+	}
+	if in.RateLimit != nil {
+		s.limits.set(installationKey(in.ID), *in.RateLimit, s.nowFor(in.AppID))
 	}
 	return nil
 }
@@ -138,6 +174,7 @@ type call struct {
 	version   string
 	requestID string
 	rate      rateView
+	appID     int64 // the App the call comes from, by its credentials (unverified); 0 when none
 
 	app   *appState   // set on authApp routes
 	token *tokenState // set on authInstallation routes
@@ -162,18 +199,20 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, prefix, path s
 		requestID: newRequestID(),
 	}
 
-	if !wait(r.Context(), s.latency()) {
+	subject := s.subjectOf(r)
+	c.appID = subject.appID
+	if !wait(r.Context(), s.latency(c.appID)) {
 		return // the client gave up; there is nobody to answer
 	}
-	if s.inOutage() {
+	if s.inOutage(c.appID) {
 		dropConnection(w)
 		return
 	}
 
-	subject := s.subjectOf(r)
 	isRateLimitRoute := rt != nil && rt.pattern == "/rate_limit"
-	c.rate = s.limits.use(subject, s.Now(), !isRateLimitRoute)
-	if resetAt, on := s.primaryRateLimit(); on {
+	rate, exhausted := s.limits.use(subject, s.nowFor(c.appID), !isRateLimitRoute)
+	c.rate = rate
+	if resetAt, on := s.primaryRateLimit(c.appID); on {
 		c.rate.used, c.rate.reset = c.rate.limit, resetAt
 	}
 
@@ -181,12 +220,17 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, prefix, path s
 		c.fail(generalError(http.StatusForbidden, msgUserAgentRequired))
 		return
 	}
-	if e := s.takeServerError(); e != nil {
+	if e := s.takeServerError(c.appID); e != nil {
 		c.fail(e)
 		return
 	}
 	if !isRateLimitRoute {
-		if f := s.takeRateLimit(); f != nil {
+		if f := s.takeRateLimit(c.appID); f != nil {
+			c.fail(c.rateLimitError(f, subject))
+			return
+		}
+		if exhausted {
+			f := &rateLimitFault{primary: true, resetAt: c.rate.reset, status: http.StatusForbidden}
 			c.fail(c.rateLimitError(f, subject))
 			return
 		}
@@ -249,7 +293,7 @@ func (c *call) negotiateVersion() *apiError {
 
 func (c *call) rateLimitError(f *rateLimitFault, subject rateSubject) *apiError {
 	support := fmt.Sprintf("If you reach out to GitHub Support for help, please include the request ID %s and timestamp %s.",
-		c.requestID, c.s.Now().UTC().Format("2006-01-02 15:04:05 MST"))
+		c.requestID, c.s.nowFor(c.appID).UTC().Format("2006-01-02 15:04:05 MST"))
 	if f.primary {
 		c.rate.used, c.rate.reset = c.rate.limit, f.resetAt
 		return &apiError{
@@ -269,7 +313,7 @@ func (c *call) rateLimitError(f *rateLimitFault, subject rateSubject) *apiError 
 // writeHeaders sets the headers GitHub puts on every API answer.
 func (c *call) writeHeaders() {
 	h := c.w.Header()
-	h.Set("Date", c.s.Now().UTC().Format(http.TimeFormat))
+	h.Set("Date", c.s.nowFor(c.appID).UTC().Format(http.TimeFormat))
 	h.Set("X-GitHub-Request-Id", c.requestID)
 	h.Set("X-GitHub-Media-Type", "github.v3; format=json")
 	h.Set("X-GitHub-Api-Version-Selected", c.version)

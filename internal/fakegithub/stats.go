@@ -101,14 +101,14 @@ func (r *statsRecorder) reset() {
 // Stats returns the counters, with token counts computed from the current state.
 func (s *Server) Stats() Stats {
 	st := s.stats.snapshot()
-	now := s.Now()
+	now := s.clocks()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, t := range s.st.tokens {
 		switch {
 		case t.revoked:
 			st.TokensRevoked++
-		case !now.Before(t.expiresAt):
+		case !now(t.appID).Before(t.expiresAt):
 			st.TokensExpired++
 		default:
 			st.TokensLive++

@@ -22,6 +22,7 @@ const defaultTokenLifetime = time.Hour
 // TokenInfo describes an installation token the emulator issued.
 type TokenInfo struct {
 	Value               string            `json:"token"`
+	AppID               int64             `json:"app_id"`
 	InstallationID      int64             `json:"installation_id"`
 	ExpiresAt           time.Time         `json:"expires_at"`
 	Permissions         map[string]string `json:"permissions"`
@@ -62,6 +63,7 @@ func (s *Server) Tokens() []TokenInfo {
 func (st *state) tokenInfo(t *tokenState) TokenInfo {
 	info := TokenInfo{
 		Value:               t.value,
+		AppID:               t.appID,
 		InstallationID:      t.installationID,
 		ExpiresAt:           t.expiresAt,
 		Permissions:         maps.Clone(t.permissions),
@@ -97,11 +99,16 @@ func (s *Server) authenticateToken(r *http.Request, allowSuspended bool) (*token
 	if !strings.EqualFold(scheme, "token") && !strings.EqualFold(scheme, "Bearer") {
 		return nil, errBadCredentials()
 	}
-	now := s.Now()
+	s.mu.RLock()
+	t := s.st.tokens[cred]
+	s.mu.RUnlock()
+	if t == nil {
+		return nil, errBadCredentials()
+	}
+	now := s.nowFor(t.appID) // the clock of the GitHub that issued it
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	t := s.st.tokens[cred]
-	if t == nil || t.revoked || !now.Before(t.expiresAt) {
+	if t.revoked || !now.Before(t.expiresAt) {
 		return nil, errBadCredentials()
 	}
 	if in := s.st.installations[t.installationID]; in.Suspended && !allowSuspended {
