@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,9 +86,14 @@ func (r *registry) acquire(c PKCS11Config) (*token, error) {
 	return t, nil
 }
 
-// moduleLocked loads and initialises a library once per process.
+// moduleLocked loads and initialises a library once per process. Modules are known by their real path: the loader
+// maps a library once however it is named, so two names for one file must share one module and its logins.
 func (r *registry) moduleLocked(path string) (*module, error) {
-	if m, ok := r.mods[path]; ok {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		real = path
+	}
+	if m, ok := r.mods[real]; ok {
 		return m, nil
 	}
 	ctx := pkcs11.New(path)
@@ -101,7 +108,7 @@ func (r *registry) moduleLocked(path string) (*module, error) {
 			Msg: fmt.Sprintf("library %q failed to initialise (C_Initialize)", path), Err: err}
 	}
 	m := &module{path: path, ctx: ctx, tokens: make(map[string]*token)}
-	r.mods[path] = m
+	r.mods[real] = m
 	return m, nil
 }
 
@@ -166,10 +173,13 @@ func (t *token) findSlot(first bool) (uint, error) {
 		if info.Label == t.label {
 			return s, nil
 		}
-		labels = append(labels, fmt.Sprintf("%q", info.Label))
+		if info.Flags&pkcs11.CKF_TOKEN_INITIALIZED != 0 {
+			labels = append(labels, fmt.Sprintf("%q", info.Label))
+		}
 	}
 	present := "none"
 	if len(labels) > 0 {
+		slices.Sort(labels)
 		present = strings.Join(labels, ", ")
 	}
 	e := &Error{Signer: KindPKCS11, Kind: KindUnavailable, Param: ParamTokenLabel,
@@ -279,7 +289,7 @@ func openPKCS11(ctx context.Context, c PKCS11Config, id []byte) (Signer, error) 
 		if e, ok := AsError(err); ok {
 			return nil, e
 		}
-		return nil, tok.fail("reading "+s.name, err)
+		return nil, tok.fail("reading the private key with "+s.sel, err)
 	}
 	fp, err := Fingerprint(s.pub)
 	if err != nil {
@@ -483,7 +493,7 @@ func (s *pkcs11Signer) SignRS256(ctx context.Context, digest []byte) ([]byte, er
 		if e, ok := AsError(err); ok {
 			return nil, e
 		}
-		e := s.tok.fail("signing with "+s.name, err)
+		e := s.tok.fail("signing with the private key with "+s.sel, err)
 		if isCode(err, pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED, pkcs11.CKR_KEY_TYPE_INCONSISTENT,
 			pkcs11.CKR_MECHANISM_INVALID) {
 			e.Kind, e.Param = KindMisconfigured, s.keyParam()
