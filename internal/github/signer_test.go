@@ -59,8 +59,9 @@ func (s *countingSigner) SignRS256(ctx context.Context, digest []byte) ([]byte, 
 // signature (a KMS round trip) costs one signature. Callers that arrive while it is being made wait for it rather
 // than sign on their own, and every later call reuses the JWT. The emulator verifies every JWT with the App's public
 // key, so a call that succeeds proves the signer's signature good.
+//
+// Not parallel: a thousand calls under the race detector would starve the package's tests of short timeouts.
 func TestSignerJWTReuseBurst(t *testing.T) {
-	t.Parallel()
 	h := newHarness(t)
 	s := newCountingSigner(t)
 	s.delay = 20 * time.Millisecond

@@ -16,16 +16,13 @@ type Key struct {
 	desc Description
 }
 
-// NewKey wraps a private key. The key is used as given; parse and validate it first.
+// NewKey wraps a private key. The key is used as given, whatever its size: parse and validate it first (as
+// github.ParsePrivateKey does, which also refuses keys under MinKeyBits).
 func NewKey(key *rsa.PrivateKey) (*Key, error) {
 	if key == nil {
 		return nil, &Error{Signer: KindKey, Kind: KindMisconfigured, Param: ParamKey, Msg: "no private key given"}
 	}
-	pub, err := checkRSAPublic(KindKey, ParamKey, "the private key", &key.PublicKey)
-	if err != nil {
-		return nil, err
-	}
-	fp, err := Fingerprint(pub)
+	fp, err := Fingerprint(&key.PublicKey)
 	if err != nil {
 		return nil, &Error{Signer: KindKey, Kind: KindMisconfigured, Param: ParamKey, Msg: "unusable public key",
 			Err: err}
