@@ -47,7 +47,7 @@ type module struct {
 type token struct {
 	mod   *module
 	label string
-	pin   string
+	pin   string // kept to log in again after the HSM drops the session; never in a message
 	refs  int // signers holding the login; guarded by registry.mu
 
 	// lock admits one operation at a time. A session runs one operation at a time, and signatures are rare (one per
@@ -59,7 +59,8 @@ type token struct {
 }
 
 // acquire returns the process's login to the token, logging in when there is none yet. A PIN that differs from the
-// login's is refused: the HSM would not be asked, and the caller would believe a PIN checked that never was.
+// login's is refused: the HSM would not be asked, and the caller would believe a PIN checked that never was. The
+// first login happens under r.mu: logins are rare (a configuration write), and two at once on one token would race.
 func (r *registry) acquire(c PKCS11Config) (*token, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
