@@ -69,6 +69,14 @@ func NewAWSKMS(ctx context.Context, c AWSKMSConfig) (*AWSKMS, error) {
 			Msg: "give both an access key ID and a secret access key, or neither to use the SDK's default " +
 				"credential chain"}
 	}
+	if c.Endpoint != "" {
+		u, err := url.Parse(c.Endpoint)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+			return nil, &Error{Signer: KindAWSKMS, Kind: KindMisconfigured, Param: ParamEndpoint,
+				Msg: fmt.Sprintf("endpoint %q is not an http(s) URL without credentials: expected such as "+
+					"https://vpce-0123-abcd.kms.eu-west-1.vpce.amazonaws.com", redactURL(c.Endpoint))}
+		}
+	}
 	opts := []func(*config.LoadOptions) error{
 		// One signature's retries are ours (signRetrying), bounded by the caller's deadline.
 		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
@@ -89,15 +97,17 @@ func NewAWSKMS(ctx context.Context, c AWSKMSConfig) (*AWSKMS, error) {
 		return nil, &Error{Signer: KindAWSKMS, Kind: KindMisconfigured, Param: ParamRegion,
 			Msg: "no AWS region: give the key's region (such as eu-west-1)"}
 	}
+	// Credentials first: the SDK tells their absence from an unreachable KMS by its message only. They are cached
+	// (and refreshed before they expire) by the configuration's credentials cache.
+	if cfg.Credentials == nil {
+		return nil, noCredentials(nil)
+	}
+	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
+		return nil, noCredentials(err)
+	}
 	where := "region " + cfg.Region
 	var kmsOpts []func(*kms.Options)
 	if c.Endpoint != "" {
-		u, err := url.Parse(c.Endpoint)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-			return nil, &Error{Signer: KindAWSKMS, Kind: KindMisconfigured, Param: ParamEndpoint,
-				Msg: fmt.Sprintf("endpoint %q is not an http(s) URL without credentials: expected such as "+
-					"https://vpce-0123-abcd.kms.eu-west-1.vpce.amazonaws.com", redactURL(c.Endpoint))}
-		}
 		kmsOpts = append(kmsOpts, func(o *kms.Options) { o.BaseEndpoint = aws.String(c.Endpoint) })
 		where = fmt.Sprintf("%s (endpoint %s)", where, c.Endpoint)
 	}
@@ -213,20 +223,20 @@ func (s *AWSKMS) retrying(ctx context.Context, call func(context.Context) error,
 			return e
 		}
 		if attempt >= s.maxAttempts {
-			e.Msg += fmt.Sprintf(" (gave up after %d attempts)", attempt)
+			e.Msg += fmt.Sprintf(" (gave up after %s)", attempts(attempt))
 			return e
 		}
 		wait := kmsBackoff(attempt)
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
-			e.Msg += fmt.Sprintf(" (gave up after %d attempts: the next would start past the caller's deadline)",
-				attempt)
+			e.Msg += fmt.Sprintf(" (gave up after %s: the next would start past the caller's deadline)",
+				attempts(attempt))
 			return e
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			e.Msg += fmt.Sprintf(" (gave up after %d attempts: %v)", attempt, ctx.Err())
+			e.Msg += fmt.Sprintf(" (gave up after %s: %v)", attempts(attempt), ctx.Err())
 			return e
 		case <-t.C:
 		}
@@ -255,8 +265,7 @@ func (s *AWSKMS) classify(ctx context.Context, err error, doing, keyID string) (
 		var signing *v4.SigningError
 		if errors.As(err, &signing) {
 			e.Kind, e.Param = KindMisconfigured, ParamCredentials
-			e.Msg = fmt.Sprintf("%s: no usable AWS credentials (give an access key ID and secret access key, or "+
-				"provide credentials to the plugin's environment)", doing)
+			e.Msg = doing + ": " + noCredentials(nil).Msg
 			return e, false
 		}
 		// No answer from KMS: a refused or timed-out connection, a DNS failure.
@@ -308,6 +317,21 @@ func (s *AWSKMS) classify(ctx context.Context, err error, doing, keyID string) (
 	e.Kind = KindMisconfigured
 	e.Msg = fmt.Sprintf("%s: AWS KMS refused the request (%s)", doing, code)
 	return e, false
+}
+
+// noCredentials says that the SDK found no credentials.
+func noCredentials(err error) *Error {
+	return &Error{Signer: KindAWSKMS, Kind: KindMisconfigured, Param: ParamCredentials, Err: err,
+		Msg: "no usable AWS credentials: give an access key ID and secret access key, or provide credentials to " +
+			"the process (environment, shared credentials file, web identity, container or instance role)"}
+}
+
+// attempts is "1 attempt" or "N attempts".
+func attempts(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return fmt.Sprintf("%d attempts", n)
 }
 
 // redactURL quotes a URL without its password; an unparsable one not at all.

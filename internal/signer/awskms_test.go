@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -335,4 +336,37 @@ func TestAWSKMSClosed(t *testing.T) {
 	digest := sha256.Sum256(nil)
 	_, err = s.SignRS256(t.Context(), digest[:])
 	wantError(t, err, signer.KindMisconfigured, signer.ParamSignerState, []string{"closed"})
+}
+
+// TestAWSKMSDefaultCredentialChain: without static credentials the SDK's default chain applies (here, the
+// environment); with none anywhere, the error says so. Not parallel: it sets the process's environment.
+func TestAWSKMSDefaultCredentialChain(t *testing.T) {
+	k := newLocalKMS(t)
+	for name, value := range map[string]string{
+		"AWS_CONFIG_FILE":                        filepath.Join(t.TempDir(), "none"),
+		"AWS_SHARED_CREDENTIALS_FILE":            filepath.Join(t.TempDir(), "none"),
+		"AWS_EC2_METADATA_DISABLED":              "true",
+		"AWS_PROFILE":                            "",
+		"AWS_ACCESS_KEY_ID":                      "",
+		"AWS_SECRET_ACCESS_KEY":                  "",
+		"AWS_SESSION_TOKEN":                      "",
+		"AWS_WEB_IDENTITY_TOKEN_FILE":            "",
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI":     "",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "",
+	} {
+		t.Setenv(name, value)
+	}
+	cfg := signer.AWSKMSConfig{KeyID: kmsAlias, Region: kmsRegion, Endpoint: k.url, MaxAttempts: 1}
+
+	_, err := signer.NewAWSKMS(t.Context(), cfg)
+	wantError(t, err, signer.KindMisconfigured, signer.ParamCredentials, []string{"no usable AWS credentials"})
+
+	t.Setenv("AWS_ACCESS_KEY_ID", kmsAccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", kmsSecretKey)
+	s, err := signer.NewAWSKMS(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("with credentials in the environment: %v", err)
+	}
+	defer s.Close()
+	checkAppSigner(t, s)
 }

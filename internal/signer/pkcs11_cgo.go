@@ -48,7 +48,7 @@ type token struct {
 	mod   *module
 	label string
 	pin   string // kept to log in again after the HSM drops the session; never in a message
-	refs  int // signers holding the login; guarded by registry.mu
+	refs  int    // signers holding the login; guarded by registry.mu
 
 	// lock admits one operation at a time. A session runs one operation at a time, and signatures are rare (one per
 	// App every few minutes), so one session per token is enough.
