@@ -25,6 +25,8 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/signer"
 )
 
 // Defaults for Options.
@@ -48,7 +50,7 @@ const (
 )
 
 // Options configure a Client. Only BaseURL is needed for token-authenticated calls (revocation); App calls need
-// PrivateKey and AppID or ClientID.
+// PrivateKey or Signer, and AppID or ClientID.
 type Options struct {
 	// BaseURL is https://api.github.com; https://api.SUBDOMAIN.ghe.com for GitHub Enterprise Cloud with data
 	// residency (GHE.com), which serves the API at its root like github.com; or https://HOST/api/v3 for GitHub
@@ -57,8 +59,11 @@ type Options struct {
 	// AppID and ClientID identify the App; the JWT issuer is ClientID when set, else AppID.
 	AppID    int64
 	ClientID string
-	// PrivateKey signs the App JWT.
+	// PrivateKey signs the App JWT in the process. Give it or Signer, not both.
 	PrivateKey *rsa.PrivateKey
+	// Signer signs the App JWT with a key that may live elsewhere (a KMS, an HSM). The caller owns it: the client
+	// does not close it.
+	Signer signer.Signer
 	// CACertificate is a PEM bundle; when set, only these CAs are trusted for TLS to GitHub.
 	CACertificate string
 	// ProxyURL is an HTTP(S) proxy; when empty, the standard proxy environment variables apply.
@@ -153,11 +158,22 @@ func NewClient(o Options) (*Client, error) {
 	if c.gate = o.Gate; c.gate == nil {
 		c.gate = NewGate(0, c.now)
 	}
+	sg := o.Signer
 	if o.PrivateKey != nil {
-		if o.AppID <= 0 && o.ClientID == "" {
-			return nil, errors.New("an app ID or a client ID is required with a private key")
+		if sg != nil {
+			return nil, errors.New("give a private key or a signer, not both")
 		}
-		c.jwt = newJWTSource(o.PrivateKey, o.AppID, o.ClientID, c.now, c.gate.obs.Signed)
+		k, err := signer.NewKey(o.PrivateKey)
+		if err != nil {
+			return nil, err
+		}
+		sg = k
+	}
+	if sg != nil {
+		if o.AppID <= 0 && o.ClientID == "" {
+			return nil, errors.New("an app ID or a client ID is required with a private key or signer")
+		}
+		c.jwt = newJWTSource(sg, o.AppID, o.ClientID, c.now, c.gate.obs.Signed)
 	}
 	return c, nil
 }
@@ -167,6 +183,14 @@ func (c *Client) Gate() *Gate { return c.gate }
 
 // BaseURL returns the normalised base URL (no trailing slash).
 func (c *Client) BaseURL() string { return c.base }
+
+// Signer returns what signs the App JWT, or nil when the client makes token-authenticated calls only.
+func (c *Client) Signer() signer.Signer {
+	if c.jwt == nil {
+		return nil
+	}
+	return c.jwt.signer
+}
 
 // JWTSignatures counts the App JWTs this client has signed (benchmarks and tests).
 func (c *Client) JWTSignatures() int64 {
@@ -273,8 +297,15 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 		if err != nil {
 			return nil, err
 		}
+		auth, err := c.authorization(ctx, cl)
+		if err != nil {
+			// Nothing reached GitHub: the Gate learns nothing, and no retry here mends a signer (which retries
+			// what it can itself).
+			c.gate.leave(t, &cl, nil, err, true)
+			return nil, err
+		}
 		started := time.Now()
-		ans, err := c.attempt(ctx, cl, body)
+		ans, err := c.attempt(ctx, cl, auth, body)
 		c.gate.leave(t, &cl, ans, err, true)
 		status := 0
 		if ans != nil {
@@ -330,20 +361,25 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 	}
 }
 
+// authorization returns the call's Authorization header: its installation token, or the App JWT (signed when the
+// cached one is near its end).
+func (c *Client) authorization(ctx context.Context, cl call) (string, error) {
+	if cl.token != "" {
+		return "Bearer " + cl.token, nil
+	}
+	if c.jwt == nil {
+		return "", errors.New("github: no App private key or signer configured")
+	}
+	j, err := c.jwt.get(ctx)
+	if err != nil {
+		return "", fmt.Errorf("github: %s %s: %w", cl.method, cl.path, err)
+	}
+	return "Bearer " + j, nil
+}
+
 // attempt sends one request and reads its answer. The answer comes back whenever GitHub sent one, also with an
 // error, so that the Gate sees its headers.
-func (c *Client) attempt(ctx context.Context, cl call, body []byte) (*answer, error) {
-	auth := "Bearer " + cl.token
-	if cl.token == "" {
-		if c.jwt == nil {
-			return nil, errors.New("github: no App private key configured")
-		}
-		j, err := c.jwt.get()
-		if err != nil {
-			return nil, err
-		}
-		auth = "Bearer " + j
-	}
+func (c *Client) attempt(ctx context.Context, cl call, auth string, body []byte) (*answer, error) {
 
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()

@@ -5,18 +5,18 @@ package github
 
 import (
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/signer"
 )
 
 // MinKeyBits is the smallest RSA key accepted. GitHub generates 2048-bit keys; anything smaller is not a key
 // GitHub issued and would be weak.
-const MinKeyBits = 2048
+const MinKeyBits = signer.MinKeyBits
 
 // ParsePrivateKey parses a GitHub App private key: one PEM block holding an RSA key in PKCS#1
 // ("RSA PRIVATE KEY", what GitHub downloads) or PKCS#8 ("PRIVATE KEY"). Errors describe what was found and what is
@@ -78,11 +78,4 @@ func ParsePrivateKey(pemText string) (*rsa.PrivateKey, error) {
 // Fingerprint returns the key's fingerprint as GitHub shows it beside an App's keys: "SHA256:" followed by the
 // standard base64 of the SHA-256 of the public key in PKIX DER. It equals
 // `openssl rsa -in key.pem -pubout -outform DER | openssl sha256 -binary | openssl base64`.
-func Fingerprint(pub *rsa.PublicKey) (string, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return "", fmt.Errorf("encoding public key: %w", err)
-	}
-	sum := sha256.Sum256(der)
-	return "SHA256:" + base64.StdEncoding.EncodeToString(sum[:]), nil
-}
+func Fingerprint(pub *rsa.PublicKey) (string, error) { return signer.Fingerprint(pub) }
