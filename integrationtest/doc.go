@@ -2,7 +2,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
 // Package integrationtest runs the plugin in a real Vault server and a real Vault Agent against the GitHub emulator
-// (cmd/fakegithub), and drives them through the vault CLI and github.com/hashicorp/vault/api.
+// (internal/testing/cmd/fakegithub), and drives them through the vault CLI and github.com/hashicorp/vault/api.
 //
 // `make integration` builds everything and runs the tests. They also run alone (go test ./integrationtest/); then
 // TestMain builds the plugin (with the Version ldflag from the VERSION file) and the emulator into a temporary

@@ -31,7 +31,7 @@ const actionsIssuer = "https://token.actions.githubusercontent.com"
 // "other", so that a refusal there is Vault's or the plugin's, never GitHub's.
 var actionsRepositories = []string{"api", "web", "infra", "docs", "cli", "sdk", "mobile", "billing", "search", "auth"}
 
-// actionsFixture is the emulator's fixture for this test, in cmd/fakegithub's -fixture format.
+// actionsFixture is the emulator's fixture for this test, in internal/testing/cmd/fakegithub's -fixture format.
 func actionsFixture() string {
 	var repos []string
 	for i, name := range actionsRepositories {
