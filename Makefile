@@ -40,13 +40,13 @@ help: ## List the targets.
 build: ## Build the plugin and the GitHub emulator into bin/.
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/$(PLUGIN) ./cmd/$(PLUGIN)
-	CGO_ENABLED=0 go build -trimpath -o $(BIN)/fakegithub ./cmd/fakegithub
+	CGO_ENABLED=0 go build -trimpath -o $(BIN)/fakegithub ./internal/testing/cmd/fakegithub
 
 .PHONY: release
 release: ## Reproducible release zips and their SHA256SUMS for every platform, into dist/.
 	@mkdir -p $(DIST)
 	rm -f $(DIST)/$(PLUGIN)_*
-	go run ./internal/tools/release -version '$(VERSION)' -ldflags '$(LDFLAGS)' -mtime '$(SOURCE_DATE_EPOCH)' \
+	go run ./tools/release -version '$(VERSION)' -ldflags '$(LDFLAGS)' -mtime '$(SOURCE_DATE_EPOCH)' \
 		-out '$(DIST)' $(PLATFORMS)
 	@cat $(DIST)/$(PLUGIN)_*_SHA256SUMS
 

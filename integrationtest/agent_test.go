@@ -31,8 +31,8 @@ var agentPlaceholders = struct {
 	destination: "/run/secrets/github-token",
 }
 
-// TestAgentTemplate runs the README's Vault Agent example (examples/agent.hcl and examples/token.ctmpl) with a role
-// TTL of 15 s: Agent must render a new token before the first one's lease ends, and once the lease has ended the
+// TestAgentTemplate runs the Vault Agent example of docs/agent.md (examples/agent.hcl and examples/token.ctmpl) with a
+// role TTL of 15 s: Agent must render a new token before the first one's lease ends, and once the lease has ended the
 // first token must be dead at GitHub.
 func TestAgentTemplate(t *testing.T) {
 	s := requireStack(t)
@@ -100,14 +100,14 @@ func TestAgentTemplate(t *testing.T) {
 	t.Logf("the first token was dead at the emulator %s after its lease ended", time.Since(firstExpiry).Round(time.Millisecond))
 }
 
-// agentRun is a running Vault Agent with the README's example configuration.
+// agentRun is a running Vault Agent with docs/agent.md's example configuration.
 type agentRun struct {
 	*proc
 	destination string
 }
 
-// startAgent runs the README's Vault Agent example (examples/agent.hcl and examples/token.ctmpl, placeholders
-// replaced) against the Vault at addr, logged in with a Vault token that has the README's read policy. It returns
+// startAgent runs docs/agent.md's Vault Agent example (examples/agent.hcl and examples/token.ctmpl, placeholders
+// replaced) against the Vault at addr, logged in with a Vault token that has the docs' read policy. It returns
 // the agent and a function that reads the rendered token and when Agent wrote it.
 func startAgent(t *testing.T, v *vaultServer, mount, addr string) (*agentRun, func() (string, time.Time, error)) {
 	t.Helper()
@@ -117,7 +117,7 @@ func startAgent(t *testing.T, v *vaultServer, mount, addr string) (*agentRun, fu
 	destination := filepath.Join(dir, "github-token")
 	configFile := filepath.Join(dir, "agent.hcl")
 
-	// Agent logs in with a Vault token that has the README's read policy, from a file (auto_auth token_file).
+	// Agent logs in with a Vault token that has the docs' read policy, from a file (auto_auth token_file).
 	token := tokenWithExamplePolicy(t, v, mount, "policy-ci-read.hcl")
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -174,7 +174,7 @@ func startAgent(t *testing.T, v *vaultServer, mount, addr string) (*agentRun, fu
 // TestAgentBacksOffOnRateLimit watches Vault Agent through a proxy in front of Vault while GitHub limits the App
 // (a secondary limit with Retry-After: 5, renewed on every call). Agent's reads of the token path get 429 with
 // Retry-After (the mount lets the header through), and Agent mostly waits that long before reading again; once the
-// limit is lifted it renders the token. The README documents what this shows.
+// limit is lifted it renders the token. docs/limits.md documents what this shows.
 func TestAgentBacksOffOnRateLimit(t *testing.T) {
 	s := requireStack(t)
 	v, gh := s.vault, s.gh

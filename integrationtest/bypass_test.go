@@ -13,7 +13,7 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 )
 
-// TestPolicyBypassSpellings (issue 8, finding 2) runs the README's policies against every other spelling of what they
+// TestPolicyBypassSpellings (issue 8, finding 2) runs the docs' policies against every other spelling of what they
 // name. Vault's allowed_parameters and denied_parameters compare raw values; the plugin accepts only the spelling a
 // policy would name, so no other spelling yields a token.
 func TestPolicyBypassSpellings(t *testing.T) {
@@ -89,7 +89,7 @@ func TestPolicyBypassSpellings(t *testing.T) {
 		}
 	})
 
-	// What the README warns about: a glob in allowed_parameters is first matched against the whole comma-joined
+	// What docs/policies.md warns about: a glob in allowed_parameters is first matched against the whole comma-joined
 	// string, so "api*" lets "api,infra" through. Only exact values are safe.
 	t.Run("a glob matches the whole string", func(t *testing.T) {
 		policy := fmt.Sprintf(`path "%s/token/ci" {

@@ -70,7 +70,7 @@ type cluster struct {
 	mu          sync.Mutex
 	minted      map[string]struct{} // every token Vault handed to the tests, in memory only (the audit check)
 	hashed      map[string]struct{} // their hashed_token values
-	shapes      []commandShape      // every vault CLI call the tests made, reduced to its shape (the README check)
+	shapes      []commandShape      // every vault CLI call the tests made, reduced to its shape (the docs check)
 	everActive  map[string]bool     // the nodes seen as the active node
 	steppedDown time.Time           // the last vault operator step-down
 }
@@ -1101,11 +1101,11 @@ func (g *fakeGitHub) allDead(tokens []string) (alive int, err error) {
 	return alive, err
 }
 
-// -------------------------------------------------------------------------------------- commands and the README
+// --------------------------------------------------------------------------- commands and docs/production.md
 
 // commandShape is a vault CLI call without its values: the subcommand words, and the names of its flags (-name)
-// and key=value arguments (name=). The README check compares shapes, because the README shows github/ and
-// v0.1.1 where a test has its own paths and versions, and the tests add -format=json.
+// and key=value arguments (name=). The docs/production.md check compares shapes, because the page shows github/ and
+// v0.2.1 where a test has its own paths and versions, and the tests add -format=json.
 type commandShape struct {
 	words string
 	names []string
@@ -1159,23 +1159,16 @@ func (c *cluster) recordShape(args []string) {
 	c.shapes = append(c.shapes, s)
 }
 
-// readmeVaultCommands returns the vault commands in the README section that starts with heading, as argument
-// lists (shell quoting of the simple kind the README uses, line continuations joined, comments dropped).
-func readmeVaultCommands(t *testing.T, heading string) [][]string {
+// docVaultCommands returns the vault commands of a documentation page's shell blocks (file is relative to the
+// repository root), as argument lists (shell quoting of the simple kind the docs use, line continuations joined,
+// comments dropped).
+func docVaultCommands(t *testing.T, file string) [][]string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	data, err := os.ReadFile(filepath.Join(repoRoot, filepath.FromSlash(file)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := string(data)
-	i := strings.Index(text, "\n"+heading+"\n")
-	if i < 0 {
-		t.Fatalf("README.md has no section %q", heading)
-	}
-	text = text[i+len(heading)+2:]
-	if j := strings.Index(text, "\n## "); j >= 0 {
-		text = text[:j]
-	}
 	var cmds [][]string
 	inCode, pending := false, ""
 	for _, line := range strings.Split(text, "\n") {

@@ -2,7 +2,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
 // Package integrationtest runs the plugin in a real Vault server and a real Vault Agent against the GitHub emulator
-// (cmd/fakegithub), and drives them through the vault CLI and github.com/hashicorp/vault/api.
+// (internal/testing/cmd/fakegithub), and drives them through the vault CLI and github.com/hashicorp/vault/api.
 //
 // `make integration` builds everything and runs the tests. They also run alone (go test ./integrationtest/); then
 // TestMain builds the plugin (with the Version ldflag from the VERSION file) and the emulator into a temporary
@@ -21,16 +21,16 @@
 // Without CI, the tests skip (with the reason) only when no Vault binary can be obtained.
 //
 // One emulator and one Vault dev server are shared by the tests; each test mounts the plugin at its own path
-// (gh-<test>-<n>) and disables it when done, which revokes its leases. The restart test runs a second Vault with
-// file storage of its own. TestCluster runs a 3-node cluster on integrated storage with an emulator of its own
-// (cluster_test.go), shared by its subtests (ha_test.go): standbys, a rolling restart, failover under load, a
-// plugin upgrade and downgrade, a snapshot restore, the audit logs, and the README's production commands. Tests run one after another: the crash test kills the plugin process that every mount
-// of the shared server uses.
+// (gh-<test>-<n>) and disables it when done, which revokes its leases. The restart test runs a second Vault with file
+// storage of its own. TestCluster runs a 3-node cluster on integrated storage with an emulator of its own
+// (cluster_test.go), shared by its subtests (ha_test.go): standbys, a rolling restart, failover under load, a plugin
+// upgrade and downgrade, a snapshot restore, the audit logs, and docs/production.md's commands. Tests run one after
+// another: the crash test kills the plugin process that every mount of the shared server uses.
 //
-// The files in examples/ are the README's policy and Vault Agent examples, and the tests use them as they are,
-// with two kinds of textual substitution: the mount path "github/" becomes the test's mount, and in agent.hcl the
+// The files in examples/ are the docs' policy, Vault Agent and GitHub Actions examples, and the tests use them as they
+// are, with two kinds of textual substitution: the mount path "github/" becomes the test's mount, and in agent.hcl the
 // example address and file paths (see agentPlaceholders in agent_test.go) become the test's. A change to an example
-// that the substitution no longer fits fails the tests, so the README cannot drift from what is tested.
+// that the substitution no longer fits fails the tests, so the docs cannot drift from what is tested.
 //
 // TestInstallFromRelease builds the release zip for this machine with `make release` and runs the shell block of
 // the README's "Install" section as it is, with the example version, platform, plugin directory and download URL

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
-	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/fakegithub"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/fakegithub"
 )
 
 // TestDocsCommands makes the commands of the documentation a checked contract. It reads every command of every
@@ -31,8 +31,8 @@ import (
 //     (the docs' path), with the placeholders of docsSubstitutions replaced. Each must succeed and show what the
 //     documentation says it shows. These are the commands that stand alone on a dev server.
 //   - docsRunElsewhere: run by another test, which the table names; this test checks the claim where it can (the
-//     script or README block that test runs holds the command, and the test's file holds the code that runs it).
-//     Commands that need a cluster, a second plugin build, a release zip, Vault Agent, a JWT issuer or the shell
+//     script, README block or docs page that test runs holds the command, and the test's file holds the code that runs
+//     it). Commands that need a cluster, a second plugin build, a release zip, Vault Agent, a JWT issuer or the shell
 //     variables of the block they stand in are there.
 //   - docsNotRunnable: not runnable on a test machine, with the reason; the documentation must label their blocks
 //     "untested example" (in the section heading, the text before the block, or a comment in it).
@@ -67,20 +67,20 @@ var docsRunHere = map[string]docRunSpec{
 	// README: Configure.
 	"vault write github/config app_id=123456 client_id=Iv23liAbCdEf01234567 private_key=@my-app.private-key.pem": {},
 	"vault read github/config": {check: (*docsRun).configRead},
-	// README: Roles.
+	// README: A role; docs/roles.md.
 	"vault write github/roles/ci owner=acme repositories=api,web permissions=contents=read,pull_requests=write ttl=15m": {},
 	"vault write github/roles/deploy installation_id=41234567 repository_ids=123456789 permissions=deployments=write":   {},
 	"vault list github/roles":                   {check: (*docsRun).rolesListed},
 	"vault list -detailed github/installations": {check: (*docsRun).installationsListed},
-	// README: Reading tokens, Asking for less.
+	// README: Reading tokens; docs/roles.md: Asking for less.
 	"vault read github/token/ci": {check: (*docsRun).tokenRead},
 	"vault write github/token/ci repositories=api permissions=contents=read ttl=5m": {check: (*docsRun).tokenNarrowed},
-	// README: Policies.
+	// docs/policies.md.
 	"vault policy write ci-read examples/policy-ci-read.hcl": {check: (*docsRun).policyWritten},
 	"vault token create -policy=ci-read":                     {check: (*docsRun).readerCreated},
-	// README: GitHub at its limits; docs/production.md and docs/recipes.md say it inline.
+	// docs/limits.md; docs/production.md and docs/troubleshooting.md say it inline.
 	"vault secrets tune -allowed-response-headers=Retry-After github/": {check: (*docsRun).retryAfterAllowed},
-	// README: Running in production (TestCluster runs these too, on its cluster).
+	// docs/production.md (TestCluster runs these too, on its cluster).
 	"vault audit enable file file_path=/var/log/vault/audit.log":            {check: (*docsRun).auditEnabled},
 	"vault secrets tune -audit-non-hmac-response-keys=hashed_token github/": {check: (*docsRun).hashedTokenInClear},
 	"vault audit list -detailed":                                            {check: (*docsRun).auditListed},
@@ -131,7 +131,7 @@ type docClaim struct {
 	test string // the test that runs the command (or the CI step, for what the tests cannot run themselves)
 	file string // the file that holds it, relative to the repository root
 	// runs is what that test runs, which must hold the command: a shell script of the repository, or one of the
-	// README parts that the test reads itself (readmeInstallBlock, readmeProductionSection); empty when shows is the
+	// documentation parts that the test reads itself (readmeInstallBlock, productionPage); empty when shows is the
 	// whole evidence.
 	runs string
 	// shows is text the file must hold: the code that runs what runs names, or runs the command itself.
@@ -139,8 +139,8 @@ type docClaim struct {
 }
 
 const (
-	readmeInstallBlock      = "README.md#install (readmeInstallScript)"
-	readmeProductionSection = "README.md#running-in-production (readmeVaultCommands)"
+	readmeInstallBlock = "README.md#install (readmeInstallScript)"
+	productionPage     = "docs/production.md (docVaultCommands)"
 )
 
 var (
@@ -148,9 +148,9 @@ var (
 	// TestInstallFromRelease runs the README's install block as it is, with a release built by make release.
 	byInstall = docClaim{test: "TestInstallFromRelease", file: "integrationtest/install_test.go", runs: readmeInstallBlock,
 		shows: []string{"script := readmeInstallScript(t)", "runInstallScript(t, v, "}}
-	// TestCluster checks that every vault command of the README's production section is one its subtests ran.
-	byCluster = docClaim{test: "TestCluster", file: "integrationtest/ha_test.go", runs: readmeProductionSection,
-		shows: []string{`readmeVaultCommands(t, "## Running in production")`, "testReadmeCommands(t, c)"}}
+	// TestCluster checks that every vault command of docs/production.md is one its subtests ran.
+	byCluster = docClaim{test: "TestCluster", file: "integrationtest/ha_test.go", runs: productionPage,
+		shows: []string{`docVaultCommands(t, "docs/production.md")`, "testProductionCommands(t, c)"}}
 	byClusterUpgrade = docClaim{test: "TestCluster", file: "integrationtest/ha_test.go",
 		shows: []string{`newFile := pluginName + "_" + newVersion`, "newSHA := c.installPlugin(t, newBin, newFile)"}}
 	byAgent = docClaim{test: "TestAgentTemplate", file: "integrationtest/agent_test.go",
@@ -180,13 +180,13 @@ var docsRunElsewhere = map[string][]docClaim{
 	"./vault-plugin-secrets-github-app -version":                                                                      {byInstall},
 	"cp vault-plugin-secrets-github-app /etc/vault/plugins/":                                                          {byInstall},
 	"SHA256=$(sha256sum /etc/vault/plugins/vault-plugin-secrets-github-app | cut -d' ' -f1)":                          {byInstall},
-	// Also in the production section.
+	// Also in docs/production.md.
 	`vault plugin register -sha256="$SHA256" -version=v0.2.0 secret vault-plugin-secrets-github-app`: {byInstall, byCluster},
 
-	// README: Vault Agent, and docs/recipes.md.
+	// docs/agent.md.
 	"vault agent -config=examples/agent.hcl": {byAgent},
 
-	// README: GitHub Actions (examples/github-actions-setup.sh and github-actions-deploy.sh, shown verbatim).
+	// docs/github-actions.md (examples/github-actions-setup.sh and github-actions-deploy.sh, shown verbatim).
 	"vault auth enable jwt": {byActionsSetup},
 	"vault write auth/jwt/config oidc_discovery_url=https://token.actions.githubusercontent.com bound_issuer=https://token.actions.githubusercontent.com": {byActionsSetup},
 	"vault write auth/jwt/role/ci @github-actions-jwt-role.json":                                                                                          {byActionsSetup},
@@ -196,7 +196,7 @@ var docsRunElsewhere = map[string][]docClaim{
 	"vault write github/roles/deploy-production owner=acme repositories=infra permissions=contents=write ttl=30m":                                                                          {byActionsDeploy},
 	`sed "s/auth_jwt_XXXXXXXX/$ACCESSOR/" policy-github-deploy.hcl | vault policy write github-deploy -`:                                                                                   {byActionsDeploy},
 
-	// README: Running in production. A cluster on integrated storage, and a second build of the plugin.
+	// docs/production.md. A cluster on integrated storage, and a second build of the plugin.
 	"vault server -config=/etc/vault.d/vault.hcl":        {byCluster},
 	"vault operator init -key-shares=1 -key-threshold=1": {byCluster},
 	"vault operator unseal":                              {byCluster},
@@ -302,7 +302,7 @@ func checkDocClaims(t *testing.T, cmds []*docCommand) {
 	var production []string
 	productionCommands := func() []string {
 		if production == nil {
-			for _, args := range readmeVaultCommands(t, "## Running in production") {
+			for _, args := range docVaultCommands(t, "docs/production.md") {
 				production = append(production, strings.Join(args, " "))
 			}
 		}
@@ -334,9 +334,9 @@ func checkDocClaims(t *testing.T, cmds []*docCommand) {
 				if !slices.Contains(installCommands(), c.text) {
 					fail("the README's install block (readmeInstallScript) does not hold it")
 				}
-			case readmeProductionSection:
+			case productionPage:
 				if !slices.Contains(productionCommands(), strings.Join(vaultArgs(c.text), " ")) {
-					fail("the README's production section (readmeVaultCommands) does not hold it")
+					fail("docs/production.md (docVaultCommands) does not hold it")
 				}
 			default:
 				script, err := read(claim.runs)
@@ -358,7 +358,7 @@ func checkDocClaims(t *testing.T, cmds []*docCommand) {
 	t.Logf("checked %d claims of docsRunElsewhere", checked)
 }
 
-// vaultArgs returns a vault command's arguments the way readmeVaultCommands reads them (quotes dropped, words split
+// vaultArgs returns a vault command's arguments the way docVaultCommands reads them (quotes dropped, words split
 // at white space, leading variable assignments skipped), without "vault"; nil for another command.
 func vaultArgs(text string) []string {
 	fields := strings.Fields(strings.NewReplacer(`"`, "", `'`, "").Replace(text))
@@ -731,7 +731,7 @@ func (r *docsRun) policyWritten(out string) {
 	r.policies = append(r.policies, "ci-read")
 }
 
-// readerCreated checks what the README says of a token with only ci-read: it mints tokens of ci, and gets 403 on
+// readerCreated checks what docs/policies.md says of a token with only ci-read: it mints tokens of ci, and gets 403 on
 // github/token/admin, on github/config and on a narrowing write.
 func (r *docsRun) readerCreated(out string) {
 	kv := vaultTable(out)
@@ -783,7 +783,7 @@ func (r *docsRun) leaseCount(out string) {
 }
 
 func (r *docsRun) mountsListed(out string) {
-	// The README's comment: github/ with its running_plugin_version and running_sha256.
+	// docs/production.md's comment: github/ with its running_plugin_version and running_sha256.
 	for _, line := range strings.Split(out, "\n") {
 		if strings.HasPrefix(line, docsMount+"/ ") {
 			if !strings.Contains(line, r.s.bins.pluginVersion) || !strings.Contains(line, r.s.pluginSHA) {

@@ -31,7 +31,7 @@ const actionsIssuer = "https://token.actions.githubusercontent.com"
 // "other", so that a refusal there is Vault's or the plugin's, never GitHub's.
 var actionsRepositories = []string{"api", "web", "infra", "docs", "cli", "sdk", "mobile", "billing", "search", "auth"}
 
-// actionsFixture is the emulator's fixture for this test, in cmd/fakegithub's -fixture format.
+// actionsFixture is the emulator's fixture for this test, in internal/testing/cmd/fakegithub's -fixture format.
 func actionsFixture() string {
 	var repos []string
 	for i, name := range actionsRepositories {
@@ -166,9 +166,9 @@ func (v *vaultServer) runExampleScript(t *testing.T, dir, name string) {
 	}
 }
 
-// TestGitHubActionsOIDC runs the README's GitHub Actions example (examples/github-actions-*) against a real Vault: the
-// JWT auth method trusts an issuer that signs tokens shaped like GitHub Actions', one templated role gives every
-// job a token for its own repository, and a templated policy gives deploy tokens to production jobs only.
+// TestGitHubActionsOIDC runs the GitHub Actions example of docs/github-actions.md (examples/github-actions-*) against a
+// real Vault: the JWT auth method trusts an issuer that signs tokens shaped like GitHub Actions', one templated role
+// gives every job a token for its own repository, and a templated policy gives deploy tokens to production jobs only.
 func TestGitHubActionsOIDC(t *testing.T) {
 	s := requireStack(t)
 	v := s.vault
@@ -187,8 +187,8 @@ func TestGitHubActionsOIDC(t *testing.T) {
 	v.configure(t, mount, gh)
 	issuer := newOIDCIssuer(t, dir)
 
-	// The example files as the README shows them, the mount path substituted; GitHub's discovery URL is replaced by
-	// the test issuer's public key, the one thing a test cannot reach.
+	// The example files as docs/github-actions.md shows them, the mount path substituted; GitHub's discovery URL is
+	// replaced by the test issuer's public key, the one thing a test cannot reach.
 	exdir := filepath.Join(dir, "examples")
 	if err := os.MkdirAll(exdir, 0o755); err != nil {
 		t.Fatal(err)
@@ -401,8 +401,8 @@ func checkOpenAPITemplateFields(t *testing.T, v *vaultServer) {
 	}
 }
 
-// checkWorkflowExample checks that the workflow of the README (which the tests cannot run) uses what the test set
-// up: the auth method's path, the JWT role, its audience, and the engine's paths.
+// checkWorkflowExample checks that the workflow of docs/github-actions.md (which the tests cannot run) uses what the
+// test set up: the auth method's path, the JWT role, its audience, and the engine's paths.
 func checkWorkflowExample(t *testing.T) {
 	t.Helper()
 	var role struct {

@@ -74,7 +74,7 @@ func TestCluster(t *testing.T) {
 		rollingDone(t)
 	})
 	run("audit", func(t *testing.T) { testAudit(t, c) })
-	run("readme commands", func(t *testing.T) { testReadmeCommands(t, c) })
+	run("production commands", func(t *testing.T) { testProductionCommands(t, c) })
 }
 
 // writeRole writes a role for tokens on the repository api.
@@ -692,10 +692,10 @@ func testUpgrade(t *testing.T, c *cluster, newBin, newVersion string) {
 		}
 	}
 
-	// The README warns about this: keep the warning true (or drop it when Vault's CLI honours -mounts).
+	// docs/production.md warns about this: keep the warning true (or drop it when Vault's CLI honours -mounts).
 	if r := c.active(t).run(c.rootToken, "", "plugin", "reload", "-mounts="+clusterMount+"/", "-scope=global"); r.err == nil ||
 		!strings.Contains(r.stderr, "sys/plugins/reload/unknown") {
-		t.Errorf("vault plugin reload -mounts: the README says it fails with sys/plugins/reload/unknown; got %s", r)
+		t.Errorf("vault plugin reload -mounts: docs/production.md says it fails with sys/plugins/reload/unknown; got %s", r)
 	}
 
 	newSHA := c.installPlugin(t, newBin, newFile)
@@ -984,14 +984,14 @@ func writeOtherKey(t *testing.T, path string) {
 	}
 }
 
-// ------------------------------------------------------------------------------------------------------- README
+// ------------------------------------------------------------------------------------------- docs/production.md
 
-// testReadmeCommands: every vault command the README's "Running in production" shows is one these tests ran
-// (the same subcommand with the same flags and keys; values differ).
-func testReadmeCommands(t *testing.T, c *cluster) {
-	cmds := readmeVaultCommands(t, "## Running in production")
+// testProductionCommands: every vault command docs/production.md shows is one these tests ran (the same subcommand
+// with the same flags and keys; values differ).
+func testProductionCommands(t *testing.T, c *cluster) {
+	cmds := docVaultCommands(t, "docs/production.md")
 	if len(cmds) < 10 {
-		t.Fatalf("the README's production section shows %d vault commands; the parser must have missed some", len(cmds))
+		t.Fatalf("docs/production.md shows %d vault commands; the parser must have missed some", len(cmds))
 	}
 	c.mu.Lock()
 	ran := slices.Clone(c.shapes)
@@ -1006,7 +1006,7 @@ func testReadmeCommands(t *testing.T, c *cluster) {
 			}
 		}
 		if !found {
-			t.Errorf("README shows `vault %s`, which no cluster test ran (shape %q %v)", strings.Join(cmd, " "), want.words, want.names)
+			t.Errorf("docs/production.md shows `vault %s`, which no cluster test ran (shape %q %v)", strings.Join(cmd, " "), want.words, want.names)
 		}
 	}
 }

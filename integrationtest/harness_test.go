@@ -233,7 +233,7 @@ func copyFile(dst, src string, mode os.FileMode) error {
 
 // ---------------------------------------------------------------------------------------------------- the emulator
 
-// fakeGitHub is a running cmd/fakegithub.
+// fakeGitHub is a running internal/testing/cmd/fakegithub.
 type fakeGitHub struct {
 	proc    *proc
 	url     string // http://127.0.0.1:PORT

@@ -148,7 +148,7 @@ func resolveBinaries(buildDir string) (b binaries, vaultErr, err error) {
 	}
 	if b.fakeGitHub = os.Getenv("FAKEGITHUB_BIN"); b.fakeGitHub == "" {
 		b.fakeGitHub = filepath.Join(buildDir, "fakegithub")
-		if err := goBuild(b.fakeGitHub, "./cmd/fakegithub"); err != nil {
+		if err := goBuild(b.fakeGitHub, "./internal/testing/cmd/fakegithub"); err != nil {
 			return b, nil, err
 		}
 	}

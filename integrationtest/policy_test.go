@@ -12,7 +12,8 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 )
 
-// TestPolicies checks the README's policies (examples/policy-*.hcl) against a real Vault: who may mint which token.
+// TestPolicies checks the policies of docs/policies.md (examples/policy-*.hcl) against a real Vault: who may mint which
+// token.
 func TestPolicies(t *testing.T) {
 	s := requireStack(t)
 	v, gh := s.vault, s.gh

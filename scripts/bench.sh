@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Copyright (c) vault-plugin-secrets-github-app contributors
 # SPDX-License-Identifier: MPL-2.0
-# make bench: the plugin under load in a real Vault dev server against cmd/fakegithub, next to baselines in the same
-# Vault (a KV v1 read; the no-op leased plugin of bench/noopplugin, minimal and shaped like our answer), then a
-# revocation storm, then the Go benchmarks, and one markdown summary at the end (also written to
-# $BENCH_OUT/report.md).
+# make bench: the plugin under load in a real Vault dev server against the GitHub emulator
+# (internal/testing/cmd/fakegithub), next to baselines in the same Vault (a KV v1 read; the no-op leased plugin of
+# bench/noopplugin, minimal and shaped like our answer), then a revocation storm, then the Go benchmarks, and one
+# markdown summary at the end (also written to $BENCH_OUT/report.md).
 #
 # Everything listens on 127.0.0.1 and stops by itself. Knobs (environment), with their defaults:
 #

@@ -3,7 +3,8 @@
 
 // Command loadgen drives the benchmarks of `make bench` (scripts/bench.sh) against a real Vault dev server with the
 // GitHub App plugin mounted at github/, the no-op plugin (bench/noopplugin) at noop/ (paths creds and shaped) and
-// KV v1 at kv/, with cmd/fakegithub standing in for GitHub. Everything it talks to listens on 127.0.0.1.
+// KV v1 at kv/, with internal/testing/cmd/fakegithub standing in for GitHub. Everything it talks to listens on
+// 127.0.0.1.
 //
 //	loadgen -mode load   ...  throughput and latency of KV v1, no-op, shaped no-op and GitHub reads
 //	loadgen -mode storm  ...  mint many tokens from a short-TTL role and watch their leases expire and revoke

@@ -14,8 +14,8 @@ import (
 )
 
 // The JWT benchmarks show why the App JWT is cached: a cached get is a lock and a clock read, a fresh one an RSA
-// signature. They live inside the package to reach jwtSource; internal/fakegithub imports this package, so the
-// emulator is not available here (bench_test.go at the root measures the whole mint against it).
+// signature. They live inside the package to reach jwtSource; internal/testing/fakegithub imports this package, so
+// the emulator is not available here (bench_test.go at the root measures the whole mint against it).
 //
 //	go test -run '^$' -bench JWT -benchmem ./internal/github
 

@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-// The emulator tests live in package github_test: internal/fakegithub imports this package, so tests inside it
-// could not import the emulator without an import cycle. These names give them what they need of the inside.
+// The emulator tests live in package github_test: internal/testing/fakegithub imports this package, so tests inside
+// it could not import the emulator without an import cycle. These names give them what they need of the inside.
 
 // SharedKey is the package's shared 2048-bit test key (see sharedKey in key_test.go).
 func SharedKey(t testing.TB) *rsa.PrivateKey { return sharedKey(t) }

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/fakegithub"
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/fakegithub"
 )
 
 // hammer calls f from n goroutines until d has passed, and returns how many calls failed with each Kind.

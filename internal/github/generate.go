@@ -3,4 +3,4 @@
 
 package github
 
-//go:generate go run ../tools/genperms -out permissions_gen.go -specs ../ghcontract/openapi
+//go:generate go run ../../tools/genperms -out permissions_gen.go -specs ../testing/ghcontract/openapi

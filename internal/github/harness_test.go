@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/fakegithub"
-	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/ghcontract"
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/fakegithub"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/ghcontract"
 )
 
 // The fixture every emulator test starts from: one App installed on an organisation, on a user and on a suspended

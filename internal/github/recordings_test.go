@@ -31,7 +31,7 @@ import (
 // exercised nor listed here fails TestRecordedAnswers, so that a new one is not silently ignored.
 var skippedRecordings = map[string]string{
 	"pygithub-repo-installation-200.json": "GET /repos/{owner}/{repo}/installation: the client never calls it " +
-		"(installations are found by account); the emulator's answer is compared with it in internal/fakegithub",
+		"(installations are found by account); the emulator's answer is compared with it in internal/testing/fakegithub",
 }
 
 // recording is one recorded exchange, as the files in shared/realgh/recordings hold it.

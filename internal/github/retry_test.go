@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/fakegithub"
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/fakegithub"
 )
 
 // TestRetryServerErrors counts attempts as the emulator saw them: transport errors and 5xx are retried MaxRetries

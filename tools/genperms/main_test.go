@@ -19,8 +19,8 @@ import (
 )
 
 var (
-	specsDir  = filepath.Join("..", "..", "ghcontract", "openapi")
-	committed = filepath.Join("..", "..", "github", "permissions_gen.go")
+	specsDir  = filepath.Join("..", "..", "internal", "testing", "ghcontract", "openapi")
+	committed = filepath.Join("..", "..", "internal", "github", "permissions_gen.go")
 )
 
 // TestCommittedTableIsFresh regenerates the table the way go generate does and compares it with the committed file,

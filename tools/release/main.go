@@ -7,7 +7,7 @@
 //
 // Usage (make release runs it from the module root):
 //
-//	go run ./internal/tools/release -version v0.2.0 -ldflags '-s -w -X ...Version=v0.2.0' \
+//	go run ./tools/release -version v0.2.0 -ldflags '-s -w -X ...Version=v0.2.0' \
 //		-mtime "$SOURCE_DATE_EPOCH" -out dist linux/amd64 darwin/arm64 ...
 //
 // The artefacts are reproducible: the same commit built with the same Go toolchain gives byte-identical zips, so

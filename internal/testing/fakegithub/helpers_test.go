@@ -26,7 +26,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/legacy"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/ghcontract"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/ghcontract"
 )
 
 // Keys are slow to generate; every test shares these two.

@@ -1,7 +1,7 @@
 // Copyright (c) vault-plugin-secrets-github-app contributors
 // SPDX-License-Identifier: MPL-2.0
 
-// Command fakegithub runs the GitHub emulator (internal/fakegithub) as a program, for the demo,
+// Command fakegithub runs the GitHub emulator (internal/testing/fakegithub) as a program, for the demo,
 // integration tests and benchmarks. It listens on a loopback address only.
 //
 //	fakegithub [-listen 127.0.0.1:0] [-fixture fixture.json] [-generate-key app.pem]
@@ -18,7 +18,7 @@
 //
 // It prints "fakegithub listening on URL" once it accepts connections, writes the same URL to
 // -addr-file if given, logs one line per request to stderr (never credentials), and stops
-// cleanly on SIGINT or SIGTERM. Faults and stats are at URL/_fake/ (see internal/fakegithub).
+// cleanly on SIGINT or SIGTERM. Faults and stats are at URL/_fake/ (see internal/testing/fakegithub).
 package main
 
 import (
@@ -38,7 +38,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/fakegithub"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/fakegithub"
 )
 
 func main() {

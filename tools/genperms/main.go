@@ -8,7 +8,7 @@
 //
 // Usage (from internal/github, as go generate runs it):
 //
-//	go run ../tools/genperms -out permissions_gen.go -specs ../ghcontract/openapi
+//	go run ../../tools/genperms -out permissions_gen.go -specs ../testing/ghcontract/openapi
 package main
 
 import (
@@ -43,7 +43,7 @@ func run(args []string, stderr io.Writer) error {
 	flags := flag.NewFlagSet("genperms", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	out := flags.String("out", filepath.FromSlash("internal/github/permissions_gen.go"), "file to write")
-	specs := flags.String("specs", filepath.FromSlash("internal/ghcontract/openapi"),
+	specs := flags.String("specs", filepath.FromSlash("internal/testing/ghcontract/openapi"),
 		"directory holding <edition>.openapi.json for "+strings.Join(editions, ", "))
 	if err := flags.Parse(args); err != nil {
 		return err
