@@ -262,6 +262,10 @@ func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient,
 	if err != nil || cfg == nil {
 		return nil, err
 	}
+	// A config saved by an earlier version has no target stored under its destination's name yet.
+	if err := b.putRevocationTarget(ctx, s, cfg); err != nil {
+		return nil, err
+	}
 	dest, err := b.destinationName(ctx, s, cfg)
 	if err != nil {
 		return nil, err

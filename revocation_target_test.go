@@ -128,7 +128,7 @@ func (p *recordingProxy) takeOver(e *testEnv, baseURL string) []string {
 	return seen
 }
 
-// selfSignedCertificate is a certificate of its own, for 127.0.0.1 and github.internal, and its PEM.
+// selfSignedCertificate is a certificate of its own, for 127.0.0.1, and its PEM.
 func selfSignedCertificate(t *testing.T) (string, tls.Certificate) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -145,7 +145,6 @@ func selfSignedCertificate(t *testing.T) (string, tls.Certificate) {
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"github.internal"},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -277,7 +276,8 @@ func TestLeaseHoldsNoProxyPassword(t *testing.T) {
 	}))
 	t.Cleanup(proxy.Close)
 	proxyURL := strings.Replace(proxy.URL, "http://", "http://ci:"+password+"@", 1)
-	e.configure(map[string]any{"base_url": "http://github.internal/api/v3", "proxy_url": proxyURL, "allow_insecure_http": true})
+	// Nothing listens at the base URL itself: GitHub is reachable only through the proxy.
+	e.configure(map[string]any{"base_url": "http://127.0.0.1:1/api/v3", "proxy_url": proxyURL})
 	e.role("ci", map[string]any{"owner": "acme"})
 	lease := e.mint("ci")
 
@@ -312,4 +312,53 @@ func TestLeaseHoldsNoProxyPassword(t *testing.T) {
 func parseProxyAuth(header string) (user, pass string, ok bool) {
 	r := &http.Request{Header: http.Header{"Authorization": {header}}}
 	return r.BasicAuth()
+}
+
+// TestRevocationOfLeasesOfAnEarlierConfig: a config saved by v0.2.0 left no revocation target under a destination
+// name. Leases minted with it after the upgrade are still revoked through its proxy once it is gone.
+func TestRevocationOfLeasesOfAnEarlierConfig(t *testing.T) {
+	e := newTestEnv(t)
+	target, err := url.Parse(e.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// GitHub is reachable only through the proxy: nothing listens at the base URL itself.
+	var proxied atomic.Int64
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proxied.Add(1)
+		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	e.configure(map[string]any{"base_url": "http://127.0.0.1:1/api/v3", "proxy_url": proxy.URL})
+	// What v0.2.0 left: the config, and no entry under revocation/ that this version writes.
+	keys, err := e.storage.List(context.Background(), "revocation/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		sub, err := e.storage.List(context.Background(), "revocation/"+k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range sub {
+			if err := e.storage.Delete(context.Background(), "revocation/"+k+s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.storage.Delete(context.Background(), "revocation/"+k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.restart() // the upgrade
+
+	e.role("ci", map[string]any{"owner": "acme"})
+	lease := e.mint("ci")
+	loseConfig(t, e, true, true)
+	before := proxied.Load()
+	if err := e.revoke(lease); err != nil {
+		t.Fatalf("revocation after the config was deleted: %v", err)
+	}
+	if info, _ := e.gh.Token(lease.Data["token"].(string)); !info.Revoked || proxied.Load() == before {
+		t.Fatalf("not revoked through the proxy (revoked %v)", info.Revoked)
+	}
 }

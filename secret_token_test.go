@@ -216,10 +216,10 @@ func TestRevocationAfterRestartKeepsCAAndProxy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// GitHub is reachable only through the proxy: its host name resolves nowhere else.
+			// GitHub is reachable only through the proxy: nothing listens at the base URL itself.
 			var proxied atomic.Int64
 			proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Host != "github.internal" {
+				if r.URL.Host != "127.0.0.1:1" {
 					http.Error(w, "unknown host", http.StatusBadGateway)
 					return
 				}
@@ -227,8 +227,7 @@ func TestRevocationAfterRestartKeepsCAAndProxy(t *testing.T) {
 				httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
 			}))
 			t.Cleanup(proxy.Close)
-			resp, p := mintThenLoseConfig(t, e, map[string]any{"base_url": "http://github.internal/api/v3", "proxy_url": proxy.URL,
-				"allow_insecure_http": true}, l)
+			resp, p := mintThenLoseConfig(t, e, map[string]any{"base_url": "http://127.0.0.1:1/api/v3", "proxy_url": proxy.URL}, l)
 			before := proxied.Load()
 			if err := e.revoke(resp); err != nil {
 				t.Fatalf("revocation after the config was lost and a restart: %v", err)
