@@ -132,10 +132,12 @@ func getTarget(ctx context.Context, s logical.Storage, path string) (*revocation
 	return &t, nil
 }
 
-// earlierLeaseTarget is the destination of a lease minted before leases named theirs (v0.2.0), which holds only its
-// base URL. That version kept one target per base URL and overwrote it with each config write; this version never
-// writes it, so it is what the last config of that version saved, and no later config can change it. Without one,
-// the base URL is reached directly (system CAs and proxy environment), never through a later config's proxy.
+// earlierLeaseTarget is the destination of a lease minted before leases named theirs (by v0.2.0 or earlier), which
+// holds only its base URL. v0.2.0 kept one target per base URL and overwrote it with each config write; this version
+// never writes it, so it is what the last config saved before the upgrade left, and no later config can change it.
+// Without one, the base URL is reached directly (system CAs and proxy environment), never through a later config's
+// proxy. Such leases end within an hour of the upgrade: GitHub's tokens live no longer, and lease TTLs are capped to
+// them.
 func earlierLeaseTarget(ctx context.Context, s logical.Storage, baseURL string) (*revocationTarget, error) {
 	sum := sha256.Sum256([]byte(baseURL))
 	t, err := getTarget(ctx, s, revocationTargetPrefix+hex.EncodeToString(sum[:]))
@@ -146,7 +148,7 @@ func earlierLeaseTarget(ctx context.Context, s logical.Storage, baseURL string) 
 }
 
 // revocationClient returns a client that revokes through the lease's destination, named dest (empty for a lease of
-// v0.2.0): the config's client when the config reaches GitHub the same way, else a key-less client built from the
+// v0.2.0 or earlier): the config's client when the config reaches GitHub the same way, else a key-less client built from the
 // stored revocation target, kept per destination.
 func (b *backend) revocationClient(ctx context.Context, s logical.Storage, baseURL, dest string) (*github.Client, error) {
 	var target *revocationTarget
