@@ -117,8 +117,8 @@ func TestRestart(t *testing.T) {
 		t.Errorf("the replacing config's proxy saw %v", seen)
 	}
 
-	// And the restarted plugin mints again, with the App's key written back.
-	v.configure(t, mount, gh)
+	// And the restarted plugin mints again, with the App's key written back and no proxy.
+	v.cli(t, "write", mount+"/config", "private_key=@"+gh.keyFile, "base_url="+gh.url, "proxy_url=")
 	again := v.mintCLI(t, v.rootToken, mount+"/token/ci")
 	gh.mustReach(t, again.Data.Token, "api", "web")
 	v.cli(t, "lease", "revoke", "-sync", again.LeaseID)
