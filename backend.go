@@ -53,10 +53,14 @@ type backend struct {
 	// lock guards client and revokers. Mints take the read side; config changes the write side.
 	lock   sync.RWMutex
 	client *appClient
-	// revokers revoke tokens minted at other base URLs than the config's: key-less clients built from what
-	// revocation needs of the config those tokens were minted with (revocation_target.go).
+	// revokers revoke tokens minted through other destinations than the config's: key-less clients built from
+	// the stored revocation targets, by destination name (revocation_target.go).
 	revokers map[string]*github.Client
-	// gate is the mount's view of GitHub (rate limits, outages, calls in flight), shared by all its clients.
+	// destKey names destinations; read or created once (revocation_target.go).
+	destKeyMu sync.Mutex
+	destKey   []byte
+	// gate is the mount's view of GitHub (rate limits and outages per destination, calls in flight), shared by all
+	// its clients.
 	gate *github.Gate
 	// metrics is the mount's registry (path_metrics.go): one per mount, since one plugin process serves many.
 	metrics *metrics
@@ -73,6 +77,9 @@ type backend struct {
 type appClient struct {
 	*github.Client
 	installations *installationCache
+	// destination names how the client reaches GitHub (base URL, CA bundle, proxy); its leases record it, and are
+	// revoked through it.
+	destination string
 }
 
 // Factory builds and sets up the backend; Vault calls it when the plugin is mounted or loaded.
@@ -210,9 +217,13 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	case key == configStoragePath:
 		b.reset()
 	case strings.HasPrefix(key, revocationTargetPrefix):
+		// Targets are written once; a change here is a target or key appearing, or storage restored.
 		b.lock.Lock()
 		clear(b.revokers)
 		b.lock.Unlock()
+		b.destKeyMu.Lock()
+		b.destKey = nil
+		b.destKeyMu.Unlock()
 	}
 	b.roles.invalidate(key)
 }
@@ -251,12 +262,20 @@ func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient,
 	if err != nil || cfg == nil {
 		return nil, err
 	}
+	// A config saved by an earlier version has no target stored under its destination's name yet.
+	if err := b.putRevocationTarget(ctx, s, cfg); err != nil {
+		return nil, err
+	}
+	dest, err := b.destinationName(ctx, s, cfg)
+	if err != nil {
+		return nil, err
+	}
 	gh, err := b.newClient(cfg, b.gate)
 	if err != nil {
 		return nil, err
 	}
 	b.gate.SetCapacity(cfg.MaxConcurrentRequests)
-	b.client = &appClient{Client: gh, installations: newInstallationCache()}
+	b.client = &appClient{Client: gh, installations: newInstallationCache(), destination: dest}
 	return b.client, nil
 }
 

@@ -303,7 +303,7 @@ func (b *backend) verify(ctx context.Context, cfg *githubConfig) string {
 // storeConfig saves a config with its revocation target and replaces the client. The target is written first: an
 // extra target is harmless, a config whose tokens could not be revoked after a restart is not.
 func (b *backend) storeConfig(ctx context.Context, s logical.Storage, cfg *githubConfig) error {
-	if err := putRevocationTarget(ctx, s, cfg); err != nil {
+	if err := b.putRevocationTarget(ctx, s, cfg); err != nil {
 		return err
 	}
 	entry, err := logical.StorageEntryJSON(configStoragePath, cfg)
@@ -314,7 +314,6 @@ func (b *backend) storeConfig(ctx context.Context, s logical.Storage, cfg *githu
 	defer b.lock.Unlock()
 	err = s.Put(ctx, entry)
 	b.resetLocked()
-	delete(b.revokers, cfg.BaseURL)
 	if err != nil {
 		return fmt.Errorf("storing config: %w", err)
 	}

@@ -64,12 +64,14 @@ func secretToken(b *backend) *framework.Secret {
 	}
 }
 
-// secretTokenRevoke revokes a token at GitHub when its lease ends. It needs only what the lease holds, so it works
-// after the config was deleted or changed. An error makes Vault retry later.
+// secretTokenRevoke revokes a token at GitHub when its lease ends, through the destination it was minted through
+// (revocation_target.go). It needs only what the lease and the stored targets hold, so it works after the config was
+// deleted or changed. An error makes Vault retry later.
 func (b *backend) secretTokenRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	token, _ := req.Secret.InternalData["token"].(string)
 	baseURL, _ := req.Secret.InternalData["base_url"].(string)
 	role, _ := req.Secret.InternalData["role"].(string)
+	dest, _ := req.Secret.InternalData[leaseDestinationField].(string)
 	if token == "" || baseURL == "" {
 		return nil, errors.New("the lease holds no token or base URL: nothing can be revoked")
 	}
@@ -83,7 +85,7 @@ func (b *backend) secretTokenRevoke(ctx context.Context, req *logical.Request, _
 			return nil, nil
 		}
 	}
-	client, err := b.revocationClient(ctx, req.Storage, baseURL)
+	client, err := b.revocationClient(ctx, req.Storage, baseURL, dest)
 	if err != nil {
 		return nil, err
 	}

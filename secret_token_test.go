@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -157,66 +158,86 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 }
 
-// TestRevocationAfterRestartKeepsCAAndProxy (issue 8, finding 8): after the config was deleted, and again after the
-// plugin restarted too, leases are still revoked through the CA bundle and the proxy their tokens were minted with.
+// TestRevocationAfterRestartKeepsCAAndProxy: after the config was deleted, or replaced at the same base_url by one
+// with another proxy and CA (someone else's), and again after the plugin restarted too, leases are still revoked
+// through the CA bundle and the proxy their tokens were minted with, and the other proxy sees none of them.
 func TestRevocationAfterRestartKeepsCAAndProxy(t *testing.T) {
-	// mintThenLoseConfig mints with extra config, deletes the config, restarts the backend if asked, and returns the
-	// lease to revoke.
-	mintThenLoseConfig := func(t *testing.T, e *testEnv, extra map[string]any, restart bool) *logical.Response {
+	type loss struct{ replace, del, restart bool }
+	losses := []loss{{del: true}, {del: true, restart: true}, {replace: true}, {replace: true, restart: true},
+		{replace: true, del: true, restart: true}}
+	// mintThenLoseConfig mints with extra config, then replaces or deletes the config and restarts the backend as
+	// asked. It returns the lease to revoke and the replacing proxy (nil when the config was not replaced).
+	mintThenLoseConfig := func(t *testing.T, e *testEnv, extra map[string]any, l loss) (*logical.Response, *recordingProxy) {
 		t.Helper()
 		e.configure(extra)
 		e.role("ci", map[string]any{"owner": "acme"})
 		resp := e.mint("ci")
-		if r, err := e.do(logical.DeleteOperation, "config", nil); err != nil || r != nil {
-			t.Fatal(r, err)
+		var p *recordingProxy
+		if l.replace {
+			p = newRecordingProxy(t)
+			p.takeOver(e, extra["base_url"].(string))
 		}
-		if restart {
-			e.restart()
-		}
-		return resp
+		loseConfig(t, e, l.del, l.restart)
+		return resp, p
 	}
-	for _, restart := range []bool{false, true} {
-		t.Run(fmt.Sprintf("private CA, restart %v", restart), func(t *testing.T) {
+	// checkProxyIdle fails the test when a replacing proxy saw a request.
+	checkProxyIdle := func(t *testing.T, p *recordingProxy) {
+		t.Helper()
+		if p == nil {
+			return
+		}
+		if seen := p.requests(); len(seen) != 0 {
+			t.Fatalf("the replacing config's proxy saw %v", seen)
+		}
+	}
+	for _, l := range losses {
+		t.Run(fmt.Sprintf("private CA, %+v", l), func(t *testing.T) {
 			e := newTestEnv(t)
 			tlsSrv := httptest.NewTLSServer(e.gh)
 			t.Cleanup(tlsSrv.Close)
 			ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}))
-			resp := mintThenLoseConfig(t, e, map[string]any{"base_url": tlsSrv.URL + "/api/v3", "ca_certificate": ca}, restart)
+			resp, p := mintThenLoseConfig(t, e, map[string]any{"base_url": tlsSrv.URL + "/api/v3", "ca_certificate": ca}, l)
 			if err := e.revoke(resp); err != nil {
-				t.Fatalf("revocation after config delete: %v", err)
+				t.Fatalf("revocation after the config was lost: %v", err)
 			}
 			if info, _ := e.gh.Token(resp.Data["token"].(string)); !info.Revoked {
 				t.Fatal("not revoked")
 			}
+			checkProxyIdle(t, p)
 		})
 	}
-	t.Run("required proxy, restart true", func(t *testing.T) {
-		e := newTestEnv(t)
-		target, err := url.Parse(e.srv.URL)
-		if err != nil {
-			t.Fatal(err)
+	for _, l := range losses {
+		if !l.restart {
+			continue
 		}
-		// GitHub is reachable only through the proxy: its host name resolves nowhere else.
-		var proxied atomic.Int64
-		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Host != "github.internal" {
-				http.Error(w, "unknown host", http.StatusBadGateway)
-				return
+		t.Run(fmt.Sprintf("required proxy, %+v", l), func(t *testing.T) {
+			e := newTestEnv(t)
+			target, err := url.Parse(e.srv.URL)
+			if err != nil {
+				t.Fatal(err)
 			}
-			proxied.Add(1)
-			httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
-		}))
-		t.Cleanup(proxy.Close)
-		resp := mintThenLoseConfig(t, e, map[string]any{"base_url": "http://github.internal/api/v3", "proxy_url": proxy.URL,
-			"allow_insecure_http": true}, true)
-		before := proxied.Load()
-		if err := e.revoke(resp); err != nil {
-			t.Fatalf("revocation after config delete and restart: %v", err)
-		}
-		if info, _ := e.gh.Token(resp.Data["token"].(string)); !info.Revoked || proxied.Load() == before {
-			t.Fatalf("not revoked through the proxy (revoked %v, %d proxied calls)", info.Revoked, proxied.Load()-before)
-		}
-	})
+			// GitHub is reachable only through the proxy: nothing listens at the base URL itself.
+			var proxied atomic.Int64
+			proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Host != "127.0.0.1:1" {
+					http.Error(w, "unknown host", http.StatusBadGateway)
+					return
+				}
+				proxied.Add(1)
+				httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+			}))
+			t.Cleanup(proxy.Close)
+			resp, p := mintThenLoseConfig(t, e, map[string]any{"base_url": "http://127.0.0.1:1/api/v3", "proxy_url": proxy.URL}, l)
+			before := proxied.Load()
+			if err := e.revoke(resp); err != nil {
+				t.Fatalf("revocation after the config was lost and a restart: %v", err)
+			}
+			if info, _ := e.gh.Token(resp.Data["token"].(string)); !info.Revoked || proxied.Load() == before {
+				t.Fatalf("not revoked through the proxy (revoked %v, %d proxied calls)", info.Revoked, proxied.Load()-before)
+			}
+			checkProxyIdle(t, p)
+		})
+	}
 }
 
 // TestFailedRevocationLogCarriesHashedToken (issue 8, finding 11): an operator who sees a failed revocation in the
@@ -266,4 +287,90 @@ func TestRevocationSkipsExpiredToken(t *testing.T) {
 		t.Fatal("a revocation within the margin did not call the failing GitHub")
 	}
 	wantContains(t, metricsText(t, e), `github_app_revocations_total{outcome="skipped"} 1`, `github_app_revocations_total{outcome="failed"} 1`)
+}
+
+// TestMintsGoOnWhileAFormerGitHubIsDown: leases from a former GitHub (a GHES migration) whose host is down fail to
+// revoke, and go on failing while mints at the healthy current GitHub all succeed: the dead host's failures are not
+// the current one's, and status and metrics describe the current one.
+func TestMintsGoOnWhileAFormerGitHubIsDown(t *testing.T) {
+	e := newTestEnv(t)
+	formerGH, _ := newEmulator(t, testFixture())
+	// When down, the former host answers 503 after a while: a GHES behind a load balancer whose backend is gone.
+	var down atomic.Bool
+	former := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !down.Load() {
+			formerGH.ServeHTTP(w, r)
+			return
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-r.Context().Done():
+		}
+		http.Error(w, "no healthy upstream", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(former.Close)
+	e.configure(map[string]any{"base_url": former.URL})
+	e.role("ci", map[string]any{"owner": "acme"})
+	var leases []*logical.Response
+	for range 4 {
+		leases = append(leases, e.mint("ci"))
+	}
+	e.configure(nil) // the current GitHub
+	e.mint("ci")
+	down.Store(true)
+
+	var failedRevocations atomic.Int64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, l := range leases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if err := e.revoke(l); err != nil {
+					failedRevocations.Add(1)
+				}
+			}
+		}()
+	}
+	// Mint once the former GitHub's failures are known.
+	for deadline := time.Now().Add(30 * time.Second); failedRevocations.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	var failedMints []string
+	for range 30 {
+		resp, err := e.do(logical.ReadOperation, "token/ci", nil)
+		switch {
+		case err != nil:
+			failedMints = append(failedMints, err.Error())
+		case resp.IsError():
+			failedMints = append(failedMints, resp.Error().Error())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(done)
+	wg.Wait()
+	if failedRevocations.Load() == 0 {
+		t.Fatal("no revocation at the former GitHub failed: the test did not exercise a dead host")
+	}
+	if len(failedMints) != 0 {
+		t.Fatalf("%d of 30 mints at the current GitHub failed while revocations at the former one failed; first: %s",
+			len(failedMints), failedMints[0])
+	}
+
+	// The former GitHub has just failed again: what status and metrics say is of the current one.
+	if err := e.revoke(leases[0]); err == nil {
+		t.Fatal("a revocation at the former GitHub succeeded while it was down")
+	}
+	resp, err := e.do(logical.ReadOperation, "status", nil)
+	mustOK(t, resp, err)
+	if gh := resp.Data["github"].(map[string]any); gh["failing_since"] != "" || gh["last_outcome"] != "ok" {
+		t.Fatalf("status describes the current GitHub as failing since %q (last outcome %q)", gh["failing_since"], gh["last_outcome"])
+	}
+	wantContains(t, metricsText(t, e), "github_app_github_failing_since_timestamp_seconds 0\n")
 }

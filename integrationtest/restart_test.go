@@ -11,9 +11,10 @@ import (
 	"time"
 )
 
-// TestRestart runs a Vault with file storage, sets the plugin up, mints a token, and restarts Vault: the config
-// (without the key, but with its fingerprint), the roles and the leases survive, and revoking the earlier lease
-// still kills its token at GitHub.
+// TestRestart runs a Vault with file storage, sets the plugin up, mints a token, replaces the config at the same
+// base_url by one with another proxy and key, and restarts Vault: the config (without the key, but with its
+// fingerprint), the roles and the leases survive, and revoking the earlier lease still kills its token at GitHub,
+// not through the other proxy.
 func TestRestart(t *testing.T) {
 	s := requireStack(t)
 	gh := s.gh
@@ -72,6 +73,17 @@ func TestRestart(t *testing.T) {
 	minted := v.mintCLI(t, v.rootToken, mount+"/token/ci")
 	gh.mustReach(t, minted.Data.Token, "api", "web")
 
+	// Someone who may write config but holds no App key replaces it at the same base_url with their own proxy and
+	// key: the lease minted before must still be revoked at GitHub after the restart, never through that proxy.
+	proxy := newRecordingProxy(t)
+	otherKey := filepath.Join(t.TempDir(), "other.pem")
+	writeOtherKey(t, otherKey)
+	v.cli(t, "write", mount+"/config", "base_url="+gh.url, "proxy_url="+proxy.srv.URL, "private_key=@"+otherKey)
+	if seen := proxy.requests(); len(seen) == 0 {
+		t.Fatal("the config write was not verified through the new proxy: the test does not take over as intended")
+	}
+	cfgBefore = readConfig()
+
 	// Stop (SIGTERM, and wait), then start again on the same storage: a restarted Vault is sealed.
 	if err := v.proc.stop(30 * time.Second); err != nil {
 		t.Fatal(err)
@@ -80,7 +92,7 @@ func TestRestart(t *testing.T) {
 	unseal(t, v, initOut.UnsealKeysB64[0])
 
 	cfgAfter := readConfig()
-	if cfgAfter != cfgBefore || cfgAfter.AppID != appID || cfgAfter.Fingerprint != keyFingerprint(t, gh.keyFile) {
+	if cfgAfter != cfgBefore || cfgAfter.AppID != appID || cfgAfter.Fingerprint != keyFingerprint(t, otherKey) {
 		t.Errorf("config after the restart: %+v, before: %+v", cfgAfter, cfgBefore)
 	}
 	roleAfter := readRole()
@@ -101,8 +113,12 @@ func TestRestart(t *testing.T) {
 	gh.mustReach(t, minted.Data.Token, "api", "web")
 	v.cli(t, "lease", "revoke", minted.LeaseID)
 	gh.waitDead(t, minted.Data.Token, 15*time.Second, "the token minted before the restart, after vault lease revoke")
+	if seen := proxy.requests(); len(seen) != 0 {
+		t.Errorf("the replacing config's proxy saw %v", seen)
+	}
 
-	// And the restarted plugin mints again, with the stored key.
+	// And the restarted plugin mints again, with the App's key written back and no proxy.
+	v.cli(t, "write", mount+"/config", "private_key=@"+gh.keyFile, "base_url="+gh.url, "proxy_url=")
 	again := v.mintCLI(t, v.rootToken, mount+"/token/ci")
 	gh.mustReach(t, again.Data.Token, "api", "web")
 	v.cli(t, "lease", "revoke", "-sync", again.LeaseID)

@@ -6,12 +6,17 @@ package integrationtest
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
 // TestRevokePrefix revokes every lease of a role at once, the way an operator answers a leak, and checks that
-// every token is dead at GitHub when the command returns.
+// every token is dead at GitHub when the command returns; also after the config was replaced at the same base_url
+// by one with another proxy, which sees none of the earlier tokens.
 func TestRevokePrefix(t *testing.T) {
 	s := requireStack(t)
 	v, gh := s.vault, s.gh
@@ -30,6 +35,16 @@ func TestRevokePrefix(t *testing.T) {
 	other := v.mintCLI(t, v.rootToken, mount+"/token/other")
 	if got := len(v.leasesUnder(t, mount+"/token/ci/")); got != 5 {
 		t.Fatalf("%d leases under %s/token/ci/, want 5", got, mount)
+	}
+
+	// Someone who may write config but holds no App key replaces it at the same base_url with their own proxy
+	// and key (the proxy answers GET /app, so the write verifies). The tokens minted before must not reach it.
+	proxy := newRecordingProxy(t)
+	otherKey := filepath.Join(t.TempDir(), "other.pem")
+	writeOtherKey(t, otherKey)
+	v.cli(t, "write", mount+"/config", "base_url="+gh.url, "proxy_url="+proxy.srv.URL, "private_key=@"+otherKey)
+	if seen := proxy.requests(); len(seen) == 0 {
+		t.Fatal("the config write was not verified through the new proxy: the test does not take over as intended")
 	}
 
 	// -sync: the command returns once every revocation has run, so no polling is needed afterwards.
@@ -55,6 +70,45 @@ func TestRevokePrefix(t *testing.T) {
 	// And a lease revoked on its own, without -sync, within a few seconds.
 	v.cli(t, "lease", "revoke", other.LeaseID)
 	gh.waitDead(t, other.Data.Token, 10*time.Second, "the token of role other after vault lease revoke")
+	if seen := proxy.requests(); len(seen) != 0 {
+		t.Errorf("the replacing config's proxy saw %v", seen)
+	}
+}
+
+// recordingProxy is the proxy of someone who may write config but holds no App key: it answers GET /app as the App
+// would, every other request 204 (what GitHub answers a revocation), and records what it sees. It serves plain-http
+// requests in absolute form, as the emulator's base URL is http.
+type recordingProxy struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	seen []string
+}
+
+func newRecordingProxy(t *testing.T) *recordingProxy {
+	t.Helper()
+	p := &recordingProxy{}
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.seen = append(p.seen, r.Method+" "+r.URL.Path)
+		p.mu.Unlock()
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/app") {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"id":%d,"slug":"vault-test","name":"Vault Test"}`, appID)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// requests returns what the proxy has seen and forgets it.
+func (p *recordingProxy) requests() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seen := p.seen
+	p.seen = nil
+	return seen
 }
 
 // TestRevocationAtTheEdges (issue 10) lets leases end while GitHub is unreachable:

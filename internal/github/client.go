@@ -7,8 +7,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,6 +99,7 @@ type Client struct {
 	logger     hclog.Logger
 	now        func() time.Time
 	gate       *Gate
+	dest       *destination // what gate has learned of the GitHub this client reaches
 
 	possibleDuplicates atomic.Int64
 }
@@ -175,7 +178,21 @@ func NewClient(o Options) (*Client, error) {
 		}
 		c.jwt = newJWTSource(sg, o.AppID, o.ClientID, c.now, c.gate.obs.Signed)
 	}
+	c.dest = c.gate.destination(destinationKey(base, o.CACertificate, o.ProxyURL))
+	if c.jwt != nil {
+		c.gate.setApp(c.dest)
+	}
 	return c, nil
+}
+
+// destinationKey names, within a Gate, the GitHub that a base URL, CA bundle and proxy reach. It stays in memory.
+func destinationKey(base, caCertificate, proxyURL string) string {
+	h := sha256.New()
+	for _, part := range []string{base, caCertificate, proxyURL} {
+		// Length-prefixed, so that no two different triples give the same input.
+		fmt.Fprintf(h, "%d:%s", len(part), part)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Gate returns the mount's view of GitHub this client goes through.
@@ -293,7 +310,7 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 	}
 	skewRetried := false
 	for attempt := 0; ; attempt++ {
-		t, err := c.gate.enter(ctx, &cl)
+		t, err := c.gate.enter(ctx, c.dest, &cl)
 		if err != nil {
 			return nil, err
 		}
@@ -301,12 +318,12 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 		if err != nil {
 			// Nothing reached GitHub: the Gate learns nothing, and no retry here mends a signer (which retries
 			// what it can itself).
-			c.gate.leave(t, &cl, nil, err, true)
+			c.gate.leave(t, c.dest, &cl, nil, err, true)
 			return nil, err
 		}
 		started := time.Now()
 		ans, err := c.attempt(ctx, cl, auth, body)
-		c.gate.leave(t, &cl, ans, err, true)
+		c.gate.leave(t, c.dest, &cl, ans, err, true)
 		status := 0
 		if ans != nil {
 			status = ans.status
@@ -345,7 +362,7 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 			continue
 		default:
 			if gerr.Kind == KindUnavailable {
-				gerr.Since = c.gate.Status().FailingSince
+				gerr.Since = c.dest.failingSince()
 			}
 			return nil, err
 		}

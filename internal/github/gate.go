@@ -74,11 +74,23 @@ type GateStatus struct {
 // limited the App until T, GitHub is failing) serves all: while limited, App calls are refused at once with when to
 // come back, but one probe a second; while failing, one probe a second goes through and the others fail fast; and at
 // most Capacity calls are in flight, queued in arrival order, revocations and the rest taking turns.
+//
+// What is learned of GitHub is kept per destination: a base URL reached through a CA bundle and a proxy. A mount may
+// still revoke tokens of a former GitHub (a migration, a changed proxy); that one being down must neither fail the
+// calls to the current one nor probe for it. The concurrency bound is the mount's, across destinations.
 type Gate struct {
 	slots slots
 	now   func() time.Time
 	obs   Observer
 
+	mu    sync.Mutex
+	dests map[string]*destination
+	// app is the destination of the App's client, which Status and RateLimit describe.
+	app *destination
+}
+
+// destination is what a Gate has learned of one GitHub as one client configuration reaches it.
+type destination struct {
 	mu    sync.Mutex
 	rate  RateLimit
 	limit struct {
@@ -103,7 +115,7 @@ func NewGate(capacity int, now func() time.Time) *Gate {
 	if now == nil {
 		now = time.Now
 	}
-	g := &Gate{now: now, obs: nopObserver{}}
+	g := &Gate{now: now, obs: nopObserver{}, dests: map[string]*destination{}, app: &destination{}}
 	g.SetCapacity(capacity)
 	return g
 }
@@ -124,43 +136,84 @@ func (g *Gate) SetCapacity(capacity int) {
 	g.slots.setCapacity(capacity)
 }
 
-// Forget drops what the Gate learned of GitHub (rate limit, outage), for when the config moves to another GitHub
+// destination returns the state kept for key, created on first use.
+func (g *Gate) destination(key string) *destination {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	d := g.dests[key]
+	if d == nil {
+		d = &destination{}
+		g.dests[key] = d
+	}
+	return d
+}
+
+// setApp makes d the destination that Status and RateLimit describe.
+func (g *Gate) setApp(d *destination) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.app = d
+}
+
+func (g *Gate) appDestination() *destination {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.app
+}
+
+// Forget drops what the Gate learned of GitHub (rate limits, outages), for when the config moves to another GitHub
 // or App. Slots and calls in flight are kept.
 func (g *Gate) Forget() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.rate = RateLimit{}
-	g.limit.until, g.limit.nextProbe, g.limit.kind = time.Time{}, time.Time{}, ""
-	g.endOutageLocked()
+	for _, d := range g.dests {
+		d.forget()
+	}
+	g.app.forget()
 }
 
-// Status returns a snapshot of the Gate.
+func (d *destination) forget() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.rate = RateLimit{}
+	d.limit.until, d.limit.nextProbe, d.limit.kind = time.Time{}, time.Time{}, ""
+	d.endOutageLocked()
+}
+
+// Status returns a snapshot of the Gate: its slots, and what it learned of the App's GitHub (the destination of
+// the client built last with a private key; revocation clients hold none).
 func (g *Gate) Status() GateStatus {
+	return g.appDestination().status(g)
+}
+
+// status is a snapshot of the Gate's slots and of what it learned of d.
+func (d *destination) status(g *Gate) GateStatus {
 	inFlight, capacity := g.slots.usage()
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	st := GateStatus{
-		Rate:                 g.rate,
-		FailingSince:         g.outage.since,
-		LastCall:             g.last.call,
-		LastOutcome:          g.last.outcome,
-		LastFailure:          g.last.failure,
-		LastError:            g.last.failureErr,
-		LastFailureRequestID: g.last.requestID,
+		Rate:                 d.rate,
+		FailingSince:         d.outage.since,
+		LastCall:             d.last.call,
+		LastOutcome:          d.last.outcome,
+		LastFailure:          d.last.failure,
+		LastError:            d.last.failureErr,
+		LastFailureRequestID: d.last.requestID,
 		InFlight:             inFlight,
 		Capacity:             capacity,
 	}
-	if g.now().Before(g.limit.until) {
-		st.LimitedUntil, st.LimitKind = g.limit.until, g.limit.kind
+	if g.now().Before(d.limit.until) {
+		st.LimitedUntil, st.LimitKind = d.limit.until, d.limit.kind
 	}
 	return st
 }
 
 // RateLimit returns the App's rate limit as last seen.
 func (g *Gate) RateLimit() RateLimit {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.rate
+	d := g.appDestination()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.rate
 }
 
 // ticket is one admitted attempt.
@@ -168,11 +221,11 @@ type ticket struct {
 	probe bool // the outage probe: its end wakes the calls waiting for it
 }
 
-// enter admits one attempt of a call: it passes the rate-limit and outage checks (waiting within MaxGateWait and
-// ctx's deadline where that is enough), then takes a slot. Its refusals are final for the call (gated errors).
+// enter admits one attempt of a call to d: it passes d's rate-limit and outage checks (waiting within MaxGateWait
+// and ctx's deadline where that is enough), then takes a slot. Its refusals are final for the call (gated errors).
 // Every admitted attempt must be followed by leave.
-func (g *Gate) enter(ctx context.Context, cl *call) (ticket, error) {
-	t, err := g.clear(ctx, cl)
+func (g *Gate) enter(ctx context.Context, d *destination, cl *call) (ticket, error) {
+	t, err := g.clear(ctx, d, cl)
 	if err != nil {
 		var gerr *Error
 		if errors.As(err, &gerr) && gerr.gated {
@@ -186,56 +239,56 @@ func (g *Gate) enter(ctx context.Context, cl *call) (ticket, error) {
 		g.obs.Waited("concurrency", time.Since(start))
 	}
 	if err != nil {
-		g.leave(t, cl, nil, err, false)
+		g.leave(t, d, cl, nil, err, false)
 		return t, err
 	}
 	return t, nil
 }
 
-// clear waits until GitHub is usable for cl, or says why it is not.
-func (g *Gate) clear(ctx context.Context, cl *call) (ticket, error) {
+// clear waits until d is usable for cl, or says why it is not.
+func (g *Gate) clear(ctx context.Context, d *destination, cl *call) (ticket, error) {
 	waitedForProbe := false
 	for {
-		g.mu.Lock()
+		d.mu.Lock()
 		now := g.now()
 		var wait time.Duration
 		var probe chan struct{}
 		switch {
-		case cl.token == "" && now.Before(g.limit.until):
+		case cl.token == "" && now.Before(d.limit.until):
 			// Only App calls: revocation authenticates with installation tokens, which GitHub counts elsewhere.
-			left := g.limit.until.Sub(now)
+			left := d.limit.until.Sub(now)
 			switch {
-			case !now.Before(g.limit.nextProbe):
-				g.limit.nextProbe = now.Add(limitProbeInterval)
-				g.mu.Unlock()
+			case !now.Before(d.limit.nextProbe):
+				d.limit.nextProbe = now.Add(limitProbeInterval)
+				d.mu.Unlock()
 				return ticket{}, nil
 			case left <= MaxGateWait && fits(ctx, left):
 				wait = left
 			default:
-				err := g.limitedErrorLocked(cl, now)
-				g.mu.Unlock()
+				err := d.limitedErrorLocked(cl, now)
+				d.mu.Unlock()
 				return ticket{}, err
 			}
-		case !g.outage.since.IsZero() && g.outage.probe != nil && !waitedForProbe:
-			probe = g.outage.probe
-		case !g.outage.since.IsZero() && !waitedForProbe && !now.Before(g.outage.nextProbe):
-			g.outage.probe = make(chan struct{})
-			g.outage.nextProbe = now.Add(outageProbeInterval)
-			g.mu.Unlock()
+		case !d.outage.since.IsZero() && d.outage.probe != nil && !waitedForProbe:
+			probe = d.outage.probe
+		case !d.outage.since.IsZero() && !waitedForProbe && !now.Before(d.outage.nextProbe):
+			d.outage.probe = make(chan struct{})
+			d.outage.nextProbe = now.Add(outageProbeInterval)
+			d.mu.Unlock()
 			return ticket{probe: true}, nil
-		case !g.outage.since.IsZero():
-			if left := g.outage.nextProbe.Sub(now); !waitedForProbe && left <= MaxGateWait && fits(ctx, left) {
+		case !d.outage.since.IsZero():
+			if left := d.outage.nextProbe.Sub(now); !waitedForProbe && left <= MaxGateWait && fits(ctx, left) {
 				wait = left
 				break
 			}
-			err := g.unavailableErrorLocked(cl, now)
-			g.mu.Unlock()
+			err := d.unavailableErrorLocked(cl, now)
+			d.mu.Unlock()
 			return ticket{}, err
 		default:
-			g.mu.Unlock()
+			d.mu.Unlock()
 			return ticket{}, nil
 		}
-		g.mu.Unlock()
+		d.mu.Unlock()
 
 		start := time.Now()
 		if probe != nil {
@@ -255,7 +308,7 @@ func (g *Gate) clear(ctx context.Context, cl *call) (ticket, error) {
 		}
 		slept := sleep(ctx, wait)
 		reason := "rate_limit"
-		if cl.token != "" || !g.limitedAt(start) {
+		if cl.token != "" || !d.limitedAt(start) {
 			reason = "outage"
 		}
 		g.obs.Waited(reason, time.Since(start))
@@ -265,13 +318,14 @@ func (g *Gate) clear(ctx context.Context, cl *call) (ticket, error) {
 	}
 }
 
-// leave records an attempt's outcome (ans is the answer when GitHub sent one, also with err) and frees its slot.
-func (g *Gate) leave(t ticket, cl *call, ans *answer, err error, admitted bool) {
+// leave records an attempt's outcome at d (ans is the answer when GitHub sent one, also with err) and frees its
+// slot.
+func (g *Gate) leave(t ticket, d *destination, cl *call, ans *answer, err error, admitted bool) {
 	if admitted {
 		defer g.slots.release()
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	now := g.now()
 	var gerr *Error
 	errors.As(err, &gerr)
@@ -280,83 +334,90 @@ func (g *Gate) leave(t ticket, cl *call, ans *answer, err error, admitted bool) 
 
 	if t.probe || answered {
 		// A probe ends whatever its outcome; its waiters decide again.
-		if g.outage.probe != nil {
-			close(g.outage.probe)
-			g.outage.probe = nil
+		if d.outage.probe != nil {
+			close(d.outage.probe)
+			d.outage.probe = nil
 		}
 	}
 	switch {
 	case answered:
-		g.endOutageLocked()
+		d.endOutageLocked()
 	case failed:
-		if g.outage.failures == 0 {
-			g.outage.firstFailure = now
+		if d.outage.failures == 0 {
+			d.outage.firstFailure = now
 		}
-		g.outage.failures++
-		if g.outage.failures >= outageThreshold && g.outage.since.IsZero() {
-			g.outage.since = g.outage.firstFailure
-			g.outage.nextProbe = now.Add(outageProbeInterval)
+		d.outage.failures++
+		if d.outage.failures >= outageThreshold && d.outage.since.IsZero() {
+			d.outage.since = d.outage.firstFailure
+			d.outage.nextProbe = now.Add(outageProbeInterval)
 		}
 	}
 
 	if ans != nil && cl.token == "" {
 		if rl, ok := parseRateLimit(ans.header); ok {
-			g.rate = rl
+			d.rate = rl
 		}
 		switch {
 		case gerr != nil && gerr.Kind == KindRateLimited:
-			d := gerr.RetryAfter
-			if d <= 0 {
-				d = secondaryLimitDefault
+			wait := gerr.RetryAfter
+			if wait <= 0 {
+				wait = secondaryLimitDefault
 			}
-			g.limit.until, g.limit.kind = now.Add(d), gerr.Limit
-			g.limit.nextProbe = now.Add(limitProbeInterval)
+			d.limit.until, d.limit.kind = now.Add(wait), gerr.Limit
+			d.limit.nextProbe = now.Add(limitProbeInterval)
 		case gerr == nil:
 			// GitHub served an App call: any limit has been lifted.
-			g.limit.until = time.Time{}
+			d.limit.until = time.Time{}
 		}
 	}
 
 	switch {
 	case err == nil:
-		g.last.call, g.last.outcome = now, "ok"
+		d.last.call, d.last.outcome = now, "ok"
 	case gerr != nil && (failed || gerr.Kind == KindRateLimited):
-		g.last.call, g.last.outcome = now, gerr.outcome()
-		g.last.failure, g.last.failureErr, g.last.requestID = now, gerr.Error(), gerr.RequestID
+		d.last.call, d.last.outcome = now, gerr.outcome()
+		d.last.failure, d.last.failureErr, d.last.requestID = now, gerr.Error(), gerr.RequestID
 	case gerr != nil:
-		g.last.call, g.last.outcome = now, gerr.outcome()
+		d.last.call, d.last.outcome = now, gerr.outcome()
 	}
 }
 
 // limitedAt reports whether a rate limit was in force at t.
-func (g *Gate) limitedAt(t time.Time) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return t.Before(g.limit.until)
+func (d *destination) limitedAt(t time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return t.Before(d.limit.until)
 }
 
-func (g *Gate) endOutageLocked() {
-	g.outage.failures = 0
-	g.outage.since, g.outage.firstFailure, g.outage.nextProbe = time.Time{}, time.Time{}, time.Time{}
+// failingSince is when d started failing; zero when it answers.
+func (d *destination) failingSince() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.outage.since
+}
+
+func (d *destination) endOutageLocked() {
+	d.outage.failures = 0
+	d.outage.since, d.outage.firstFailure, d.outage.nextProbe = time.Time{}, time.Time{}, time.Time{}
 }
 
 // limitedErrorLocked is the refusal of an App call while a rate limit is in force.
-func (g *Gate) limitedErrorLocked(cl *call, now time.Time) *Error {
-	left := g.limit.until.Sub(now)
+func (d *destination) limitedErrorLocked(cl *call, now time.Time) *Error {
+	left := d.limit.until.Sub(now)
 	return &Error{
-		Kind: KindRateLimited, Method: cl.method, Path: cl.path, Limit: g.limit.kind,
+		Kind: KindRateLimited, Method: cl.method, Path: cl.path, Limit: d.limit.kind,
 		Message: fmt.Sprintf("GitHub's %s rate limit for the App is in force until %s; the engine does not call "+
-			"GitHub for the App until then", g.limit.kind, g.limit.until.UTC().Format(time.RFC3339)),
+			"GitHub for the App until then", d.limit.kind, d.limit.until.UTC().Format(time.RFC3339)),
 		RetryAfter: left, gated: true,
 	}
 }
 
 // unavailableErrorLocked is the fast refusal of a call while GitHub is failing.
-func (g *Gate) unavailableErrorLocked(cl *call, now time.Time) *Error {
+func (d *destination) unavailableErrorLocked(cl *call, now time.Time) *Error {
 	return &Error{
-		Kind: KindUnavailable, Method: cl.method, Path: cl.path, Since: g.outage.since,
+		Kind: KindUnavailable, Method: cl.method, Path: cl.path, Since: d.outage.since,
 		Message: fmt.Sprintf("GitHub unreachable since %s (%s); last error: %s",
-			g.outage.since.UTC().Format(time.RFC3339), now.Sub(g.outage.since).Round(time.Second), g.last.failureErr),
+			d.outage.since.UTC().Format(time.RFC3339), now.Sub(d.outage.since).Round(time.Second), d.last.failureErr),
 		gated: true,
 	}
 }

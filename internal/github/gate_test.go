@@ -142,7 +142,9 @@ func TestGateLimitSparesRevocation(t *testing.T) {
 }
 
 // TestGateOutage: while GitHub is unreachable, calls fail fast after the first failures, GitHub sees about one probe
-// a second however many callers there are, and the first call after it recovers succeeds.
+// a second however many callers there are, and the first call after it recovers succeeds. Another GitHub behind the
+// same Gate (as a mount revokes tokens of a former GitHub) is another destination: its calls go on meanwhile, and
+// its own outage neither fails the first GitHub's calls nor shows in the Gate's status.
 func TestGateOutage(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -150,10 +152,32 @@ func TestGateOutage(t *testing.T) {
 	if _, err := c.App(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	other := newHarness(t)
+	otherToken, err := other.newClient(t).CreateToken(t.Context(), orgInstallation, github.TokenRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A client without a key, as the mount keeps for revocation at another GitHub, sharing c's Gate.
+	oc := other.newClient(t, func(o *github.Options) {
+		o.Gate, o.PrivateKey, o.RequestTimeout = c.Gate(), nil, time.Second
+	})
+
 	h.fake.SetFaults(fakegithub.Faults{OutageUntil: time.Now().Add(time.Hour)})
 	h.fake.ResetStats()
 	const callers = 16
 	var slowest atomic.Int64
+	var otherFailures atomic.Int64
+	var otherFailure atomic.Value
+	otherDone := make(chan struct{})
+	go func() {
+		defer close(otherDone)
+		for stop := time.Now().Add(3 * time.Second); time.Now().Before(stop); time.Sleep(50 * time.Millisecond) {
+			if _, err := oc.TokenRepositories(t.Context(), otherToken.Token); err != nil {
+				otherFailures.Add(1)
+				otherFailure.Store(err.Error())
+			}
+		}
+	}()
 	kinds := hammer(callers, 3*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
@@ -164,6 +188,10 @@ func TestGateOutage(t *testing.T) {
 		}
 		return err
 	})
+	<-otherDone
+	if n := otherFailures.Load(); n > 0 {
+		t.Fatalf("%d calls to the other GitHub failed during the first one's outage; last: %v", n, otherFailure.Load())
+	}
 	calls := h.fake.Stats().TotalCalls
 	st := c.Gate().Status()
 	t.Logf("%d callers for 3 s of outage: %v, %d calls reached GitHub, slowest call %s, failing since %s",
@@ -183,7 +211,7 @@ func TestGateOutage(t *testing.T) {
 	if time.Duration(slowest.Load()) > 8*time.Second {
 		t.Errorf("the slowest call took %s", time.Duration(slowest.Load()))
 	}
-	_, err := c.Installation(t.Context(), orgInstallation)
+	_, err = c.Installation(t.Context(), orgInstallation)
 	if e := assertKind(t, err, github.KindUnavailable); !strings.Contains(e.Error(), "since") {
 		t.Errorf("the error does not say since when: %v", e)
 	}
@@ -197,6 +225,21 @@ func TestGateOutage(t *testing.T) {
 	t.Logf("the first call after the recovery succeeded in %s", time.Since(start).Round(time.Millisecond))
 	if !c.Gate().Status().FailingSince.IsZero() {
 		t.Fatal("the Gate still records the outage")
+	}
+
+	// Now the other GitHub fails, long enough to count as an outage (a call and its retries): the Gate's status,
+	// which describes the App's GitHub, stays healthy, and the App's calls go on.
+	other.fake.SetFaults(fakegithub.Faults{OutageUntil: time.Now().Add(time.Hour)})
+	if _, err := oc.TokenRepositories(t.Context(), otherToken.Token); err == nil {
+		t.Fatal("a call to the failing other GitHub succeeded")
+	}
+	if st := c.Gate().Status(); !st.FailingSince.IsZero() || st.LastOutcome != "ok" {
+		t.Fatalf("the Gate's status shows the other GitHub's outage: failing since %s, last outcome %q", st.FailingSince, st.LastOutcome)
+	}
+	for range 5 {
+		if _, err := c.Installation(t.Context(), orgInstallation); err != nil {
+			t.Fatalf("a call to the healthy GitHub failed during the other one's outage: %v", err)
+		}
 	}
 }
 

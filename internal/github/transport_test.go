@@ -12,7 +12,10 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -172,6 +175,48 @@ func TestTLS(t *testing.T) {
 	assertKind(t, err, github.KindUnavailable)
 	if !errors.As(err, &unknownCA) {
 		t.Fatalf("with an unrelated CA: %v, want an x509 unknown-authority failure", err)
+	}
+}
+
+// TestCertificateErrorsAreNotRetried: a TLS verification failure is configuration, not a passing fault: a client
+// with retries on makes one attempt per call, and does not count it toward an outage.
+func TestCertificateErrorsAreNotRetried(t *testing.T) {
+	t.Parallel()
+	var conns, served atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		served.Add(1)
+		http.Error(w, "unreachable without trusting the certificate", http.StatusServiceUnavailable)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	// The system roots do not hold httptest's certificate.
+	c, err := github.NewClient(github.Options{BaseURL: srv.URL, AppID: testAppID, PrivateKey: github.SharedKey(t),
+		MaxRetries: github.DefaultMaxRetries})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseIdleConnections)
+	const calls = 4
+	for range calls {
+		_, err := c.App(t.Context())
+		e := assertKind(t, err, github.KindUnavailable)
+		if !errors.As(err, new(x509.UnknownAuthorityError)) {
+			t.Fatalf("error = %v (%T), want an x509 unknown-authority failure", err, e.Err)
+		}
+	}
+	if n := conns.Load(); n != calls || served.Load() != 0 {
+		t.Fatalf("%d calls refused for the certificate opened %d connections (%d served), want %d: one attempt each",
+			calls, n, served.Load(), calls)
+	}
+	if st := c.Gate().Status(); !st.FailingSince.IsZero() {
+		t.Fatalf("certificate failures count as an outage since %s", st.FailingSince)
 	}
 }
 

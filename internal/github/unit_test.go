@@ -290,8 +290,9 @@ func TestTokenStringHidesValue(t *testing.T) {
 	}
 }
 
-// TestCertificateErrorsAreNotRetried: a TLS verification failure is configuration, not a passing fault.
-func TestCertificateErrorsAreNotRetried(t *testing.T) {
+// TestIsCertificateError: TLS verification failures are told from passing faults, however they are wrapped
+// (TestCertificateErrorsAreNotRetried checks that the client acts on it).
+func TestIsCertificateError(t *testing.T) {
 	tests := []struct {
 		err  error
 		want bool
