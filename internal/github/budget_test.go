@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/fakegithub"
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/fakegithub"
 )
 
 const rateLimitRoute = "GET /rate_limit"

@@ -21,9 +21,9 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/fakegithub"
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/signer"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/fakegithub"
 )
 
 // The App's key in every test: the one an operator would import into a KMS or HSM. Made once; 2048 bits, as GitHub
