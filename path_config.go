@@ -471,10 +471,14 @@ func movedDestination(old, cfg *githubConfig) []string {
 	return problems
 }
 
-// insecure reports an http:// base URL on a host other than a loopback address (the emulator, tests).
+// insecure reports an http:// base URL on a host other than a loopback address (the emulator, tests), or one that
+// cannot be parsed: what cannot be read is not known to be safe.
 func (c *githubConfig) insecure() bool {
 	u, err := url.Parse(c.BaseURL)
-	if err != nil || u.Scheme != "http" {
+	if err != nil {
+		return true
+	}
+	if u.Scheme != "http" {
 		return false
 	}
 	host := u.Hostname()

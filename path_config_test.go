@@ -361,6 +361,18 @@ func TestCleartextBaseURLRefused(t *testing.T) {
 			}
 		})
 	}
+	// An address with a zone, whose normalised form no longer parses: what cannot be read is not trusted.
+	t.Run("refused unparsable", func(t *testing.T) {
+		resp, err := write(map[string]any{"base_url": "http://[fe80::1%25lo]/", "verify": false})
+		status, msg := mustFail(t, resp, err)
+		if status != 400 {
+			t.Errorf("status %d, want 400", status)
+		}
+		wantContains(t, msg, "base_url", "allow_insecure_http")
+		if cfg, _ := getConfig(t.Context(), e.storage); cfg != nil {
+			t.Fatal("a refused write stored a config")
+		}
+	})
 	for _, tt := range []struct {
 		url    string
 		verify bool
