@@ -282,7 +282,7 @@ func (h *hostileServer) received() []string {
 	return slices.Clone(h.requests)
 }
 
-// TestAppJWTNeverSentToUnsavedDestination (issue 8, finding 1): a config writer who does not know the App's key
+// TestAppJWTNeverSentToUnsavedDestination: a config writer who does not know the App's key
 // cannot make the engine use it toward a destination of their choosing, verified or not.
 func TestAppJWTNeverSentToUnsavedDestination(t *testing.T) {
 	e := newTestEnv(t)
@@ -337,7 +337,7 @@ func TestAppJWTNeverSentToUnsavedDestination(t *testing.T) {
 	})
 }
 
-// TestCleartextBaseURLRefused (issue 8, finding 3): the App JWT and every token would travel in clear over http://,
+// TestCleartextBaseURLRefused: the App JWT and every token would travel in clear over http://,
 // so only https:// is accepted, except on a loopback host or with an explicit allow_insecure_http=true.
 func TestCleartextBaseURLRefused(t *testing.T) {
 	e := newTestEnv(t)
@@ -405,7 +405,7 @@ func TestCleartextBaseURLRefused(t *testing.T) {
 	})
 }
 
-// TestSecretFieldTypeErrorsNeverEchoValue (issue 8, finding 4): a secret sent with the wrong JSON type (a PEM split
+// TestSecretFieldTypeErrorsNeverEchoValue: a secret sent with the wrong JSON type (a PEM split
 // into a list of lines, an object) is refused with a message that names the field and the type, never the value:
 // on the existence check Vault runs first (whose error it logs), on the write itself, and in the plugin's log.
 func TestSecretFieldTypeErrorsNeverEchoValue(t *testing.T) {
@@ -457,7 +457,7 @@ func TestSecretFieldTypeErrorsNeverEchoValue(t *testing.T) {
 	}
 }
 
-// TestConfigSwitchToAnotherAppByClientID (issue 8, finding 10): an App ID learned from GitHub is not held against a
+// TestConfigSwitchToAnotherAppByClientID: an App ID learned from GitHub is not held against a
 // new identity; one the operator wrote is still checked.
 func TestConfigSwitchToAnotherAppByClientID(t *testing.T) {
 	e := newTestEnv(t)
