@@ -37,11 +37,6 @@ repositories and permissions a token may carry, then read "token/<role>" to mint
 the lease ends, the token is revoked at GitHub.
 `
 
-// secretFields are the request fields, by path, whose values are secrets. The SDK's type conversion quotes a value it
-// cannot convert in its error, which Vault returns, logs and writes unhashed to audit devices; these fields are
-// checked before it runs, with a message that names only the type.
-var secretFields = map[string][]string{configStoragePath: {"private_key", "proxy_url"}}
-
 // backend is the secrets engine. The GitHub client is built from the stored config on first use and cached with its
 // connection pool, App JWT and installation IDs; it is replaced as a whole when the config changes, so a mint in
 // flight uses either the old config or the new one, never a mix.
@@ -121,10 +116,10 @@ func newBackend() *backend {
 	return b
 }
 
-// HandleRequest refuses input the SDK's conversion would quote in its error: a secret field of the wrong type, or
-// an oversized value.
+// HandleRequest refuses input the SDK's conversion would quote in its error (a long, multi-line or structured value
+// of the wrong type), or an oversized value.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
-	if msg := inputProblem(req); msg != "" {
+	if msg := b.inputProblem(req); msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
 	return b.Backend.HandleRequest(ctx, req)
@@ -133,7 +128,7 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 // HandleExistenceCheck runs before HandleRequest, and Vault logs its error. With such input the check is answered
 // without the request's data (it only reads storage); HandleRequest then refuses the request.
 func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
-	if inputProblem(req) != "" {
+	if b.inputProblem(req) != "" {
 		data := req.Data
 		req.Data = nil
 		defer func() { req.Data = data }()
@@ -141,17 +136,16 @@ func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request
 	return b.Backend.HandleExistenceCheck(ctx, req)
 }
 
-// inputProblem names the first secret field of req that is not a string, and its type; or, on role and token
-// paths, the first value longer than maxValueBytes or with more than maxRepositories entries.
-func inputProblem(req *logical.Request) string {
-	for _, field := range secretFields[req.Path] {
-		v, ok := req.Data[field]
-		if !ok {
-			continue
-		}
-		switch reflect.ValueOf(v).Kind() {
-		case reflect.Slice, reflect.Array, reflect.Map, reflect.Struct:
-			return fmt.Sprintf("%s must be a string, not %s: send it as one string (with the CLI, %s=@file)", field, typeName(v), field)
+// inputProblem names the first field of req whose value the SDK could not convert to the field's type and would
+// quote in its error (typeProblem); or, on role and token paths, the first value longer than maxValueBytes or with
+// more than maxRepositories entries.
+func (b *backend) inputProblem(req *logical.Request) string {
+	if len(req.Data) == 0 {
+		return ""
+	}
+	if path := b.Route(req.Path); path != nil {
+		if msg := typeProblem(path.Fields, req.Data); msg != "" {
+			return msg
 		}
 	}
 	if !strings.HasPrefix(req.Path, roleStoragePrefix) && !strings.HasPrefix(req.Path, "token/") {

@@ -19,6 +19,10 @@ import (
 // the App a moment later is not kept waiting, but long enough that a burst of reads costs one lookup.
 const notFoundTTL = 5 * time.Second
 
+// maxOwnersNotFound caps the owners remembered as not found. With templated owners the callers choose the logins
+// looked up; past the cap, the oldest such entry is dropped.
+const maxOwnersNotFound = 1000
+
 // installation is what a mint needs to know of an installation: its ID and the GitHub account it is on (0 until
 // known).
 type installation struct {
@@ -34,6 +38,10 @@ type installationCache struct {
 	mu       sync.Mutex
 	owners   map[string]ownerEntry
 	accounts map[int64]int64
+	// notFound counts the entries of owners that remember a "not found"; swept is when expired ones were last
+	// dropped.
+	notFound int
+	swept    time.Time
 	// lookups makes concurrent misses for one owner or installation share one call to GitHub: a burst of first
 	// reads after a restart costs one lookup, not one per read.
 	lookups singleflight.Group
@@ -54,6 +62,7 @@ func newInstallationCache() *installationCache {
 func (c *installationCache) byOwner(ctx context.Context, gh *github.Client, owner string, now time.Time) (in installation, cached bool, err error) {
 	key := strings.ToLower(owner)
 	c.mu.Lock()
+	c.sweepLocked(now)
 	e, ok := c.owners[key]
 	c.mu.Unlock()
 	switch {
@@ -70,11 +79,12 @@ func (c *installationCache) byOwner(ctx context.Context, gh *github.Client, owne
 		switch {
 		case err == nil:
 			in := installation{id: found.ID, accountID: found.Account.ID}
-			c.owners[key] = ownerEntry{in: in}
+			c.setLocked(key, ownerEntry{in: in})
 			c.accounts[in.id] = in.accountID
 			return in, nil
 		case github.KindOf(err) == github.KindNotFound:
-			c.owners[key] = ownerEntry{err: err, negUntil: now.Add(notFoundTTL)}
+			c.setLocked(key, ownerEntry{err: err, negUntil: now.Add(notFoundTTL)})
+			c.capLocked()
 		}
 		return installation{}, err
 	})
@@ -106,7 +116,57 @@ func (c *installationCache) account(ctx context.Context, gh *github.Client, inst
 func (c *installationCache) forget(owner string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.owners, strings.ToLower(owner))
+	c.deleteLocked(strings.ToLower(owner))
+}
+
+// setLocked stores an owner's entry, keeping the count of "not found" entries.
+func (c *installationCache) setLocked(key string, e ownerEntry) {
+	c.deleteLocked(key)
+	if e.err != nil {
+		c.notFound++
+	}
+	c.owners[key] = e
+}
+
+// deleteLocked drops an owner's entry, keeping the count of "not found" entries.
+func (c *installationCache) deleteLocked(key string) {
+	if old, ok := c.owners[key]; ok && old.err != nil {
+		c.notFound--
+	}
+	delete(c.owners, key)
+}
+
+// sweepLocked drops the "not found" entries that expired, at most once per notFoundTTL: a scan of at most
+// maxOwnersNotFound entries that lookups share.
+func (c *installationCache) sweepLocked(now time.Time) {
+	if c.notFound == 0 || now.Sub(c.swept) < notFoundTTL {
+		return
+	}
+	c.swept = now
+	for key, e := range c.owners {
+		if e.err != nil && !now.Before(e.negUntil) {
+			c.deleteLocked(key)
+		}
+	}
+}
+
+// capLocked drops the oldest "not found" entries beyond maxOwnersNotFound. All are remembered for the same time, so
+// the oldest is the one that expires first.
+func (c *installationCache) capLocked() {
+	for c.notFound > maxOwnersNotFound {
+		var oldest string
+		var first time.Time
+		found := false
+		for key, e := range c.owners {
+			if e.err != nil && (!found || e.negUntil.Before(first)) {
+				oldest, first, found = key, e.negUntil, true
+			}
+		}
+		if !found {
+			return
+		}
+		c.deleteLocked(oldest)
+	}
 }
 
 // snapshot lists the owners whose installation is cached, for the status path.

@@ -251,8 +251,8 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 
 	resp := &logical.Response{}
 	if cfg.insecure() {
-		resp.AddWarning(fmt.Sprintf("allow_insecure_http: base_url %q is not https://: the App JWT and every token "+
-			"travel to it in cleartext", cfg.BaseURL))
+		resp.AddWarning(fmt.Sprintf("allow_insecure_http: %s is not https://: the App JWT and every token "+
+			"travel to it in cleartext", quoted("base_url", cfg.BaseURL)))
 	}
 	if d.Get("verify").(bool) {
 		if refusal := b.verify(ctx, cfg); refusal != "" {
@@ -286,7 +286,7 @@ func (b *backend) verify(ctx context.Context, cfg *githubConfig) string {
 	defer cancel()
 	app, err := client.App(vctx)
 	if err != nil {
-		doing := fmt.Sprintf("GitHub refused the config at %s, nothing was saved", cfg.BaseURL)
+		doing := fmt.Sprintf("GitHub refused the config at %s, nothing was saved", shown(cfg.BaseURL))
 		return githubError(err, opVerify, doing, adviceArgs{issuer: cfg.issuer(), fingerprint: cfg.Fingerprint}).Error()
 	}
 	// An App ID the operator wrote must be the App's; one learned from GitHub before belongs to the previous
@@ -346,7 +346,7 @@ func applyConfigFields(cfg *githubConfig, d *framework.FieldData) []string {
 	if v, ok := d.GetOk("client_id"); ok {
 		id := strings.TrimSpace(v.(string))
 		if id != "" && !clientIDPattern.MatchString(id) {
-			problems = append(problems, fmt.Sprintf("client_id %q is invalid: expected the App's client ID, such as Iv1.0123456789abcdef or Iv23li0123456789abcd", id))
+			problems = append(problems, fmt.Sprintf("%s is invalid: expected the App's client ID, such as Iv1.0123456789abcdef or Iv23li0123456789abcd", quoted("client_id", id)))
 		}
 		// A new client ID may name another App: an App ID learned for the old one no longer holds.
 		if id != cfg.ClientID && cfg.AppIDLearned {
@@ -368,9 +368,15 @@ func applyConfigFields(cfg *githubConfig, d *framework.FieldData) []string {
 		problems = append(problems, "private_key is required: give the App's PEM private key, for example private_key=@app.private-key.pem")
 	}
 	if v, ok := d.GetOk("base_url"); ok {
-		u, err := github.NormalizeBaseURL(v.(string))
-		if err != nil {
+		raw := v.(string)
+		u, err := github.NormalizeBaseURL(raw)
+		switch {
+		case err != nil && quotable(raw):
 			problems = append(problems, err.Error())
+		case err != nil:
+			// The error may quote the value.
+			problems = append(problems, fmt.Sprintf("%s is not an http(s) URL: expected %s or https://HOST/api/v3 "+
+				"for GitHub Enterprise Server", quoted("base_url", raw), github.DefaultBaseURL))
 		}
 		cfg.BaseURL = u
 	}
@@ -378,8 +384,8 @@ func applyConfigFields(cfg *githubConfig, d *framework.FieldData) []string {
 		cfg.AllowInsecureHTTP = v.(bool)
 	}
 	if cfg.BaseURL != "" && !cfg.AllowInsecureHTTP && cfg.insecure() {
-		problems = append(problems, fmt.Sprintf("base_url %q is not https://: the App JWT and every token would travel "+
-			"in cleartext; use https://, or set allow_insecure_http=true on a network you trust", cfg.BaseURL))
+		problems = append(problems, fmt.Sprintf("%s is not https://: the App JWT and every token would travel "+
+			"in cleartext; use https://, or set allow_insecure_http=true on a network you trust", quoted("base_url", cfg.BaseURL)))
 	}
 	if v, ok := d.GetOk("ca_certificate"); ok {
 		pemText := strings.TrimSpace(v.(string))
@@ -395,7 +401,7 @@ func applyConfigFields(cfg *githubConfig, d *framework.FieldData) []string {
 		p := strings.TrimSpace(v.(string))
 		if p != "" {
 			if _, err := github.ParseProxyURL(p); err != nil {
-				problems = append(problems, fmt.Sprintf("proxy_url %q is invalid: expected http://HOST:PORT, https://HOST:PORT or socks5://HOST:PORT", redactURL(p)))
+				problems = append(problems, fmt.Sprintf("%s is invalid: expected http://HOST:PORT, https://HOST:PORT or socks5://HOST:PORT", quoted("proxy_url", redactURL(p))))
 			}
 		}
 		cfg.ProxyURL = p
@@ -465,10 +471,14 @@ func movedDestination(old, cfg *githubConfig) []string {
 	return problems
 }
 
-// insecure reports an http:// base URL on a host other than a loopback address (the emulator, tests).
+// insecure reports an http:// base URL on a host other than a loopback address (the emulator, tests), or one that
+// cannot be parsed: what cannot be read is not known to be safe.
 func (c *githubConfig) insecure() bool {
 	u, err := url.Parse(c.BaseURL)
-	if err != nil || u.Scheme != "http" {
+	if err != nil {
+		return true
+	}
+	if u.Scheme != "http" {
 		return false
 	}
 	host := u.Hostname()

@@ -282,7 +282,7 @@ func (h *hostileServer) received() []string {
 	return slices.Clone(h.requests)
 }
 
-// TestAppJWTNeverSentToUnsavedDestination (issue 8, finding 1): a config writer who does not know the App's key
+// TestAppJWTNeverSentToUnsavedDestination: a config writer who does not know the App's key
 // cannot make the engine use it toward a destination of their choosing, verified or not.
 func TestAppJWTNeverSentToUnsavedDestination(t *testing.T) {
 	e := newTestEnv(t)
@@ -337,7 +337,7 @@ func TestAppJWTNeverSentToUnsavedDestination(t *testing.T) {
 	})
 }
 
-// TestCleartextBaseURLRefused (issue 8, finding 3): the App JWT and every token would travel in clear over http://,
+// TestCleartextBaseURLRefused: the App JWT and every token would travel in clear over http://,
 // so only https:// is accepted, except on a loopback host or with an explicit allow_insecure_http=true.
 func TestCleartextBaseURLRefused(t *testing.T) {
 	e := newTestEnv(t)
@@ -361,6 +361,18 @@ func TestCleartextBaseURLRefused(t *testing.T) {
 			}
 		})
 	}
+	// An address with a zone, whose normalised form no longer parses: what cannot be read is not trusted.
+	t.Run("refused unparsable", func(t *testing.T) {
+		resp, err := write(map[string]any{"base_url": "http://[fe80::1%25lo]/", "verify": false})
+		status, msg := mustFail(t, resp, err)
+		if status != 400 {
+			t.Errorf("status %d, want 400", status)
+		}
+		wantContains(t, msg, "base_url", "allow_insecure_http")
+		if cfg, _ := getConfig(t.Context(), e.storage); cfg != nil {
+			t.Fatal("a refused write stored a config")
+		}
+	})
 	for _, tt := range []struct {
 		url    string
 		verify bool
@@ -393,7 +405,7 @@ func TestCleartextBaseURLRefused(t *testing.T) {
 	})
 }
 
-// TestSecretFieldTypeErrorsNeverEchoValue (issue 8, finding 4): a secret sent with the wrong JSON type (a PEM split
+// TestSecretFieldTypeErrorsNeverEchoValue: a secret sent with the wrong JSON type (a PEM split
 // into a list of lines, an object) is refused with a message that names the field and the type, never the value:
 // on the existence check Vault runs first (whose error it logs), on the write itself, and in the plugin's log.
 func TestSecretFieldTypeErrorsNeverEchoValue(t *testing.T) {
@@ -445,7 +457,7 @@ func TestSecretFieldTypeErrorsNeverEchoValue(t *testing.T) {
 	}
 }
 
-// TestConfigSwitchToAnotherAppByClientID (issue 8, finding 10): an App ID learned from GitHub is not held against a
+// TestConfigSwitchToAnotherAppByClientID: an App ID learned from GitHub is not held against a
 // new identity; one the operator wrote is still checked.
 func TestConfigSwitchToAnotherAppByClientID(t *testing.T) {
 	e := newTestEnv(t)
@@ -472,4 +484,79 @@ func TestConfigSwitchToAnotherAppByClientID(t *testing.T) {
 	resp, err = e.do(logical.UpdateOperation, "config", map[string]any{"app_id": testAppID, "client_id": otherClientID})
 	_, msg := mustFail(t, resp, err)
 	wantContains(t, msg, fmt.Sprintf("app_id %d does not match", testAppID))
+}
+
+// TestConfigFieldGivenAKeyNeverEchoesIt: a key pasted into any other config field (app_id=@key.pem,
+// request_timeout=@key.pem, ...), as it is, on one line or as a list of lines, is refused without any part of it in
+// the answer, the existence check's error (which Vault logs) or the plugin's log. The SDK's conversion would quote
+// it, and Vault writes that unhashed to audit devices.
+func TestConfigFieldGivenAKeyNeverEchoesIt(t *testing.T) {
+	testKeys(t)
+	wantType := map[string]string{
+		"app_id": "integer", "allow_insecure_http": "boolean", "request_timeout": "duration",
+		"max_concurrent_requests": "integer", "verify": "boolean",
+	}
+	lines := strings.Split(strings.TrimSpace(otherPEM), "\n")
+	values := []struct {
+		name  string
+		value any
+	}{
+		{"PEM", otherPEM},
+		{"one line", strings.Join(lines, "")},
+		{"list of lines", lines},
+	}
+	fields := slices.Sorted(maps.Keys(pathConfig(&backend{}).Fields))
+	for _, field := range fields {
+		if field == "private_key" {
+			continue // where a key belongs
+		}
+		for _, v := range values {
+			t.Run(field+" "+v.name, func(t *testing.T) {
+				e := newTestEnv(t)
+				data := map[string]any{"app_id": testAppID, "private_key": testKeyPEM, "base_url": e.srv.URL, "verify": false}
+				data[field] = v.value
+				var seen []string
+				for _, op := range []logical.Operation{logical.CreateOperation, logical.UpdateOperation} {
+					req := &logical.Request{Operation: op, Path: "config", Data: data, Storage: e.storage}
+					if _, _, err := e.b.HandleExistenceCheck(t.Context(), req); err != nil {
+						seen = append(seen, err.Error())
+					}
+					resp, err := e.b.HandleRequest(t.Context(), req)
+					_, msg := mustFail(t, resp, err)
+					seen = append(seen, msg)
+				}
+				seen = append(seen, e.logs.String())
+				for _, part := range keyParts(otherPEM) {
+					for _, out := range seen {
+						if i := strings.Index(out, part); i >= 0 {
+							t.Fatalf("part of the key given as %s appears at byte %d of %q...", field, i, out[:min(i, 120)])
+						}
+					}
+				}
+				// Only now that it is known to hold no key: the refusal names the field and what it accepts.
+				refusal := seen[len(seen)-2]
+				wantContains(t, refusal, field)
+				if typ, ok := wantType[field]; ok {
+					wantContains(t, refusal, typ)
+				}
+				if cfg, _ := getConfig(t.Context(), e.storage); cfg != nil {
+					t.Fatal("a refused write stored a config")
+				}
+			})
+		}
+	}
+}
+
+// keyParts are pieces of a PEM key's base64 body, each line and each 16 characters of it, to look for in output that
+// must hold no part of the key (a shortened quote still holds some).
+func keyParts(keyPEM string) []string {
+	lines := strings.Split(strings.TrimSpace(keyPEM), "\n")
+	var parts []string
+	for _, l := range lines[1 : len(lines)-1] {
+		parts = append(parts, l)
+		for i := 0; i+16 <= len(l); i += 16 {
+			parts = append(parts, l[i:i+16])
+		}
+	}
+	return parts
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -100,11 +101,17 @@ func TestRenewRefused(t *testing.T) {
 	}
 }
 
-// TestSecretsNeverLeak drives the engine through success and failure (bad keys, GitHub errors, revocation) with the
-// log at trace level, then looks for the key and every minted token anywhere but a response's token field.
+// TestSecretsNeverLeak drives the engine through success and failure (bad keys, GitHub errors, revocation, refused
+// config writes) with the log at trace level, GitHub reached through a proxy that wants a password. It then looks for
+// the keys, every minted token, every App JWT GitHub received and the proxy's password anywhere but a response's
+// token field.
 func TestSecretsNeverLeak(t *testing.T) {
 	e := newTestEnv(t)
-	e.configure(nil)
+	const proxyPassword = "pr0xy-Pa55w0rd-4-test"
+	proxyURL, jwts := newPasswordProxy(t, e.srv.URL, "leaky", proxyPassword)
+	// Nothing listens at the base URL itself: GitHub is reachable only through the proxy.
+	viaProxy := map[string]any{"base_url": "http://127.0.0.1:1/api/v3", "proxy_url": proxyURL}
+	e.configure(viaProxy)
 	e.role("ci", map[string]any{"owner": "acme", "repositories": "api", "permissions": "contents=read"})
 	e.role("gone", map[string]any{"installation_id": 9999})
 
@@ -122,25 +129,43 @@ func TestSecretsNeverLeak(t *testing.T) {
 	e.gh.SetFaults(fakegithub.Faults{})
 	e.do(logical.ReadOperation, "token/gone", nil)
 	e.do(logical.ReadOperation, "config", nil)
+	e.do(logical.ReadOperation, "status", nil)
 	e.do(logical.UpdateOperation, "config", map[string]any{"private_key": otherPEM})
 	e.do(logical.UpdateOperation, "config", map[string]any{"private_key": "garbage" + testKeyPEM[40:200]})
+	e.do(logical.UpdateOperation, "config", map[string]any{"proxy_url": "ftp://leaky:" + proxyPassword + "@proxy.internal"})
+	e.do(logical.UpdateOperation, "config", map[string]any{"proxy_url": []any{proxyURL}})
+	e.do(logical.UpdateOperation, "config", map[string]any{"proxy_url": proxyURL + "/", "verify": false})
+	e.do(logical.UpdateOperation, "config", map[string]any{"app_id": testKeyPEM})
 	e.do(logical.ListOperation, "installations/", nil)
 	for _, l := range leases {
 		e.revoke(l)
 	}
 
-	// Every line of the keys' base64 bodies, and every token the emulator issued.
-	var secrets []string
+	// Every line of the keys' base64 bodies, every token the emulator issued, every App JWT it received (whole, and
+	// its signature) and the proxy's password.
+	type secret struct{ what, value string }
+	var secrets []secret
 	for _, keyPEM := range []string{testKeyPEM, otherPEM} {
 		lines := strings.Split(strings.TrimSpace(keyPEM), "\n")
-		secrets = append(secrets, lines[1:len(lines)-1]...)
+		for _, l := range lines[1 : len(lines)-1] {
+			secrets = append(secrets, secret{"a line of a private key", l})
+		}
 	}
 	for _, tok := range e.gh.Tokens() {
-		secrets = append(secrets, tok.Value)
+		secrets = append(secrets, secret{"an installation token", tok.Value})
 	}
 	if len(e.gh.Tokens()) < 5 {
 		t.Fatalf("only %d tokens minted; the test did not exercise enough", len(e.gh.Tokens()))
 	}
+	sent := jwts()
+	if len(sent) == 0 {
+		t.Fatal("GitHub received no App JWT through the proxy; the test did not exercise it")
+	}
+	for _, jwt := range sent {
+		secrets = append(secrets, secret{"an App JWT", jwt}, secret{"an App JWT's signature", jwt[strings.LastIndex(jwt, ".")+1:]})
+	}
+	secrets = append(secrets, secret{"the proxy's password", proxyPassword})
+
 	logs := e.logs.String()
 	if !strings.Contains(logs, "[TRACE]") && !strings.Contains(logs, "[DEBUG]") && !strings.Contains(logs, "[WARN]") {
 		t.Fatalf("the log captured nothing; the leak check would be empty:\n%s", logs)
@@ -149,12 +174,51 @@ func TestSecretsNeverLeak(t *testing.T) {
 	outputs := strings.Join(e.outputs, "\n")
 	e.mu.Unlock()
 	for _, s := range secrets {
-		if strings.Contains(logs, s) {
-			t.Errorf("the log holds a secret (%d chars)", len(s))
+		if strings.Contains(logs, s.value) {
+			t.Errorf("the log holds %s", s.what)
 		}
-		if strings.Contains(outputs, s) {
-			t.Errorf("a response or error holds a secret (%d chars) outside the token field", len(s))
+		if strings.Contains(outputs, s.value) {
+			t.Errorf("a response or error holds %s outside the token field", s.what)
 		}
+	}
+}
+
+// newPasswordProxy starts a forward proxy that asks for user and password, sends every request to the GitHub at
+// target, and records the App JWTs that pass through it. It returns the proxy's URL, with the credentials, and a
+// function that lists the JWTs seen so far.
+func newPasswordProxy(t *testing.T, target, user, password string) (string, func() []string) {
+	t.Helper()
+	to, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(to)
+	var mu sync.Mutex
+	var jwts []string
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := parseProxyAuth(r.Header.Get("Proxy-Authorization")); !ok || u != user || p != password {
+			w.Header().Set("Proxy-Authenticate", `Basic realm="test"`)
+			http.Error(w, "proxy authentication required", http.StatusProxyAuthRequired)
+			return
+		}
+		// An App JWT is three base64url parts; installation tokens have none of its dots.
+		if cred, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && strings.Count(cred, ".") == 2 {
+			mu.Lock()
+			jwts = append(jwts, cred)
+			mu.Unlock()
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	u, err := url.Parse(proxy.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(user, password)
+	return u.String(), func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(jwts)
 	}
 }
 
