@@ -73,6 +73,13 @@ func (c *installationCache) byOwner(ctx context.Context, gh *github.Client, owne
 	}
 
 	v, err, _ := c.lookups.Do("owner:"+key, func() (any, error) {
+		// A read that missed just before another's lookup ended finds its answer here rather than asking again.
+		c.mu.Lock()
+		e, ok := c.owners[key]
+		c.mu.Unlock()
+		if ok && e.err == nil {
+			return e.in, nil
+		}
 		found, err := gh.FindInstallation(ctx, owner)
 		c.mu.Lock()
 		defer c.mu.Unlock()
