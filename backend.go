@@ -8,7 +8,6 @@ package githubapp
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -116,95 +115,6 @@ func newBackend() *backend {
 	return b
 }
 
-// HandleRequest refuses input the SDK's conversion would quote in its error (a long, multi-line or structured value
-// of the wrong type), or an oversized value.
-func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
-	if msg := b.inputProblem(req); msg != "" {
-		return logical.ErrorResponse(msg), nil
-	}
-	return b.Backend.HandleRequest(ctx, req)
-}
-
-// HandleExistenceCheck runs before HandleRequest, and Vault logs its error. With such input the check is answered
-// without the request's data (it only reads storage); HandleRequest then refuses the request.
-func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
-	if b.inputProblem(req) != "" {
-		data := req.Data
-		req.Data = nil
-		defer func() { req.Data = data }()
-	}
-	return b.Backend.HandleExistenceCheck(ctx, req)
-}
-
-// inputProblem names the first field of req whose value the SDK could not convert to the field's type and would
-// quote in its error (typeProblem); or, on role and token paths, the first value longer than maxValueBytes or with
-// more than maxRepositories entries.
-func (b *backend) inputProblem(req *logical.Request) string {
-	if len(req.Data) == 0 {
-		return ""
-	}
-	if path := b.Route(req.Path); path != nil {
-		if msg := typeProblem(path.Fields, req.Data); msg != "" {
-			return msg
-		}
-	}
-	if !strings.HasPrefix(req.Path, roleStoragePrefix) && !strings.HasPrefix(req.Path, "token/") {
-		return ""
-	}
-	for _, field := range sortedKeys(req.Data) {
-		if msg := sizeProblem(field, reflect.ValueOf(req.Data[field])); msg != "" {
-			return msg
-		}
-	}
-	return ""
-}
-
-// maxValueBytes bounds one string of a role or token write: 500 repository names of 100 characters fit.
-const maxValueBytes = 64 << 10
-
-// listFields are the list parameters of role and token writes, which a string gives as comma-separated entries.
-var listFields = map[string]bool{"repositories": true, "repository_ids": true, "permissions": true}
-
-// sizeProblem checks a value's strings and entries, and those it holds.
-func sizeProblem(field string, v reflect.Value) string {
-	switch v.Kind() {
-	case reflect.String:
-		if listFields[field] {
-			if n := strings.Count(v.String(), ",") + 1; n > maxRepositories {
-				return tooManyEntries(field, n).Error()
-			}
-		}
-		if v.Len() > maxValueBytes {
-			return fmt.Sprintf("%s holds a value of %d bytes: at most %d are accepted", field, v.Len(), maxValueBytes)
-		}
-	case reflect.Slice, reflect.Array, reflect.Map:
-		if v.Len() > maxRepositories {
-			return tooManyEntries(field, v.Len()).Error()
-		}
-		if v.Kind() == reflect.Map {
-			for it := v.MapRange(); it.Next(); {
-				if msg := sizeProblem(field, it.Key()); msg != "" {
-					return msg
-				}
-				if msg := sizeProblem(field, it.Value()); msg != "" {
-					return msg
-				}
-			}
-			return ""
-		}
-		for i := range v.Len() {
-			if msg := sizeProblem(field, v.Index(i)); msg != "" {
-				return msg
-			}
-		}
-	case reflect.Interface, reflect.Pointer:
-		if !v.IsNil() {
-			return sizeProblem(field, v.Elem())
-		}
-	}
-	return ""
-}
-
 // invalidate drops what was built from a storage entry that another node changed.
 func (b *backend) invalidate(_ context.Context, key string) {
 	switch {
@@ -236,79 +146,4 @@ func (b *backend) resetLocked() {
 	}
 	b.client = nil
 	b.gate.Forget()
-}
-
-// getClient returns the client for the stored config, building it on first use; nil when no config is stored.
-func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient, error) {
-	b.lock.RLock()
-	c := b.client
-	b.lock.RUnlock()
-	if c != nil {
-		return c, nil
-	}
-
-	b.lock.Lock()
-	defer b.lock.Unlock()
-	if b.client != nil {
-		return b.client, nil
-	}
-	cfg, err := getConfig(ctx, s)
-	if err != nil || cfg == nil {
-		return nil, err
-	}
-	// A config saved by an earlier version has no target stored under its destination's name yet.
-	if err := b.putRevocationTarget(ctx, s, cfg); err != nil {
-		return nil, err
-	}
-	dest, err := b.destinationName(ctx, s, cfg)
-	if err != nil {
-		return nil, err
-	}
-	gh, err := b.newClient(cfg, b.gate)
-	if err != nil {
-		return nil, err
-	}
-	b.gate.SetCapacity(cfg.MaxConcurrentRequests)
-	b.client = &appClient{Client: gh, installations: newInstallationCache(), destination: dest}
-	return b.client, nil
-}
-
-// newClient builds a GitHub client from a config. gate is the mount's, or nil for a client of its own (the
-// verification of a config not yet saved must not teach the mount anything).
-func (b *backend) newClient(cfg *githubConfig, gate *github.Gate) (*github.Client, error) {
-	key, err := github.ParsePrivateKey(cfg.PrivateKey)
-	if err != nil {
-		return nil, fmt.Errorf("stored private key: %w", err)
-	}
-	opts := github.Options{
-		BaseURL:        cfg.BaseURL,
-		AppID:          cfg.AppID,
-		ClientID:       cfg.ClientID,
-		PrivateKey:     key,
-		CACertificate:  cfg.CACertificate,
-		ProxyURL:       cfg.ProxyURL,
-		RequestTimeout: cfg.RequestTimeout,
-		Gate:           gate,
-	}
-	return b.buildClient(opts)
-}
-
-// buildClient completes options with what every client of this backend shares.
-func (b *backend) buildClient(opts github.Options) (*github.Client, error) {
-	opts.UserAgent = userAgent()
-	opts.Logger = b.Logger().Named("github")
-	opts.Now = b.now
-	if b.clientOptions != nil {
-		b.clientOptions(&opts)
-	}
-	return github.NewClient(opts)
-}
-
-// userAgent names the plugin and its version to GitHub, which refuses requests without a User-Agent.
-func userAgent() string {
-	v := Version
-	if v == "" {
-		v = "dev"
-	}
-	return github.DefaultUserAgent + "/" + v
 }

@@ -6,6 +6,7 @@ package githubapp
 import (
 	"cmp"
 	"context"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -54,6 +55,9 @@ type githubConfig struct {
 	Fingerprint           string `json:"private_key_fingerprint"`
 	AppSlug               string `json:"app_slug,omitempty"`
 	AppName               string `json:"app_name,omitempty"`
+
+	// parsedKey is PrivateKey as checked by the write that gave it, so that the write parses it once. Never stored.
+	parsedKey *rsa.PrivateKey
 }
 
 // issuer names what the JWT's issuer is, for messages.
@@ -362,7 +366,7 @@ func applyConfigFields(cfg *githubConfig, d *framework.FieldData) []string {
 		if key, err := github.ParsePrivateKey(cfg.PrivateKey); err != nil {
 			problems = append(problems, "private_key: "+err.Error())
 		} else if fp, err := github.Fingerprint(&key.PublicKey); err == nil {
-			cfg.Fingerprint = fp
+			cfg.Fingerprint, cfg.parsedKey = fp, key
 		}
 	} else if cfg.PrivateKey == "" {
 		problems = append(problems, "private_key is required: give the App's PEM private key, for example private_key=@app.private-key.pem")

@@ -1,0 +1,103 @@
+// Copyright (c) vault-plugin-secrets-github-app contributors
+// SPDX-License-Identifier: MPL-2.0
+
+package githubapp
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+)
+
+// The way from a stored config to a GitHub client: one client per config, built on first use and replaced as a
+// whole when the config changes (backend.reset).
+
+// getClient returns the client for the stored config, building it on first use; nil when no config is stored.
+func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient, error) {
+	b.lock.RLock()
+	c := b.client
+	b.lock.RUnlock()
+	if c != nil {
+		return c, nil
+	}
+
+	b.lock.Lock()
+	defer b.lock.Unlock()
+	if b.client != nil {
+		return b.client, nil
+	}
+	cfg, err := getConfig(ctx, s)
+	if err != nil || cfg == nil {
+		return nil, err
+	}
+	// A config saved by an earlier version has no target stored under its destination's name yet.
+	if err := b.putRevocationTarget(ctx, s, cfg); err != nil {
+		return nil, err
+	}
+	dest, err := b.destinationName(ctx, s, cfg)
+	if err != nil {
+		return nil, err
+	}
+	gh, err := b.newClient(cfg, b.gate)
+	if err != nil {
+		return nil, err
+	}
+	b.gate.SetCapacity(cfg.MaxConcurrentRequests)
+	b.client = &appClient{Client: gh, installations: newInstallationCache(), destination: dest}
+	return b.client, nil
+}
+
+// newClient builds a GitHub client from a config. gate is the mount's, or nil for a client of its own (the
+// verification of a config not yet saved must not teach the mount anything).
+func (b *backend) newClient(cfg *githubConfig, gate *github.Gate) (*github.Client, error) {
+	opts, err := clientOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts.Gate = gate
+	return b.buildClient(opts)
+}
+
+// clientOptions turns a config into what a client of its App needs. The key is parsed here only when the config
+// was read from storage: a config write has parsed it already while checking it.
+func clientOptions(cfg *githubConfig) (github.Options, error) {
+	key := cfg.parsedKey
+	if key == nil {
+		var err error
+		if key, err = github.ParsePrivateKey(cfg.PrivateKey); err != nil {
+			return github.Options{}, fmt.Errorf("stored private key: %w", err)
+		}
+	}
+	return github.Options{
+		BaseURL:        cfg.BaseURL,
+		AppID:          cfg.AppID,
+		ClientID:       cfg.ClientID,
+		PrivateKey:     key,
+		CACertificate:  cfg.CACertificate,
+		ProxyURL:       cfg.ProxyURL,
+		RequestTimeout: cfg.RequestTimeout,
+	}, nil
+}
+
+// buildClient completes options with what every client of this backend shares.
+func (b *backend) buildClient(opts github.Options) (*github.Client, error) {
+	opts.UserAgent = userAgent()
+	opts.Logger = b.Logger().Named("github")
+	opts.Now = b.now
+	if b.clientOptions != nil {
+		b.clientOptions(&opts)
+	}
+	return github.NewClient(opts)
+}
+
+// userAgent names the plugin and its version to GitHub, which refuses requests without a User-Agent.
+func userAgent() string {
+	v := Version
+	if v == "" {
+		v = "dev"
+	}
+	return github.DefaultUserAgent + "/" + v
+}
