@@ -73,6 +73,7 @@ type backend struct {
 type appClient struct {
 	*github.Client
 	installations *installationCache
+	repositories  *repositoryCache
 }
 
 // Factory builds and sets up the backend; Vault calls it when the plugin is mounted or loaded.
@@ -256,7 +257,7 @@ func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient,
 		return nil, err
 	}
 	b.gate.SetCapacity(cfg.MaxConcurrentRequests)
-	b.client = &appClient{Client: gh, installations: newInstallationCache()}
+	b.client = &appClient{Client: gh, installations: newInstallationCache(), repositories: newRepositoryCache(defaultRepositoryListTTL)}
 	return b.client, nil
 }
 
