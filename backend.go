@@ -71,6 +71,7 @@ type backend struct {
 type appClient struct {
 	*github.Client
 	installations *installationCache
+	repositories  *repositoryCache
 	// destination names how the client reaches GitHub (base URL, CA bundle, proxy); its leases record it, and are
 	// revoked through it.
 	destination string

@@ -46,7 +46,12 @@ func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient,
 		return nil, err
 	}
 	b.gate.SetCapacity(cfg.MaxConcurrentRequests)
-	b.client = &appClient{Client: gh, installations: newInstallationCache(), destination: dest}
+	b.client = &appClient{
+		Client:        gh,
+		installations: newInstallationCache(),
+		repositories:  newRepositoryCache(defaultRepositoryListTTL),
+		destination:   dest,
+	}
 	return b.client, nil
 }
 

@@ -28,9 +28,11 @@ import (
 // properties of the result, not only the absence of a panic. `make fuzz` runs them; `go test` runs their seeds
 // (f.Add and testdata/fuzz/FuzzXxx) as ordinary tests.
 //
-// Values reach the engine as Vault decodes them: JSON with json.Number (the HTTP API), or plain strings (the CLI's
-// key=value). rawValue turns fuzz text into either; typed turns JSON lists into the []string and []int that Go
-// callers and the SDK produce. Where a handler runs behind the framework, inputs the framework's own validation
+// Values reach the engine as Vault hands them to an external plugin: JSON whose numbers are float64 (Vault's HTTP
+// layer reads numbers as json.Number, but the plugin's gRPC boundary encodes the request data as JSON again and
+// decodes it without UseNumber: sdk/plugin/pb.ProtoRequestToLogicalRequest), or plain strings (the CLI's key=value).
+// rawValue turns fuzz text into either; typed turns JSON lists into the []string and []int that Go callers and the
+// SDK produce. Where a handler runs behind the framework, inputs the framework's own validation
 // refuses (400 before the handler) are skipped, as Vault would never pass them on.
 
 // The forms a request must have, written here independently of the code under test.
@@ -59,8 +61,8 @@ func cloneRole(r role) *role {
 	return &r
 }
 
-// rawValue is fuzz text as Vault hands it to the engine: JSON decoded with json.Number when the text is one JSON
-// value, else the text itself. typed gives a JSON list of strings as []string, and one of integers as []int.
+// rawValue is fuzz text as Vault hands it to the engine: JSON decoded as the plugin boundary does (numbers as
+// float64) when the text is one JSON value, else the text itself. typed gives a JSON list of strings as []string, and one of integers as []int.
 func rawValue(text string, typed bool) any {
 	v, ok := decodeJSON(text)
 	if !ok {
@@ -75,8 +77,8 @@ func rawValue(text string, typed bool) any {
 		switch e := e.(type) {
 		case string:
 			strs = append(strs, e)
-		case json.Number:
-			if n, err := strconv.Atoi(e.String()); err == nil {
+		case float64:
+			if n := int(e); float64(n) == e {
 				ints = append(ints, n)
 			}
 		}
@@ -90,10 +92,9 @@ func rawValue(text string, typed bool) any {
 	return v
 }
 
-// decodeJSON decodes exactly one JSON value, as Vault's HTTP layer does (json.Number for numbers).
+// decodeJSON decodes exactly one JSON value as the plugin receives it: numbers as float64.
 func decodeJSON(text string) (any, bool) {
 	dec := json.NewDecoder(strings.NewReader(text))
-	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
 		return nil, false
@@ -158,8 +159,8 @@ func longestText(v any) int {
 	switch v := v.(type) {
 	case string:
 		return len(v)
-	case json.Number:
-		return len(v)
+	case float64:
+		return len(strconv.FormatFloat(v, 'g', -1, 64))
 	case []any:
 		for _, e := range v {
 			n = max(n, longestText(e))
@@ -410,9 +411,10 @@ func FuzzTokenPermissions(f *testing.F) {
 // (askedRepositories, askedRepositoryIDs, through listEntries), against a role built from fuzzed names and IDs (the
 // IDs through applyRoleFields, whose results FuzzRoleFields checks). Properties: no panic; stored names are valid,
 // unique ignoring case and come from the input; a token write accepts only valid names written exactly as the role
-// stores them (when the role is limited) or exactly as given (when not), and IDs written in decimal that the role
-// holds (when limited); every other non-empty entry is refused; more than 500 entries are refused at once,
-// briefly; refusals name at most 20 items.
+// stores them (when the role is limited) or exactly as GitHub spells them in the installation's list (when not:
+// installedFor, then the repositoryList check), and IDs written in decimal in a string that the role holds (when
+// limited); every other non-empty entry is refused, a number always (no policy matches one); more than 500 entries
+// are refused at once, briefly; refusals name at most 20 items.
 func FuzzRepositories(f *testing.F) {
 	type seed struct{ owner, roleRepos, roleIDs, names, ids string }
 	for _, s := range []seed{
@@ -426,6 +428,8 @@ func FuzzRepositories(f *testing.F) {
 		{"", "api,Web", "3003", "api", "3003,3003"},
 		{"", "acme/api", "", "acme/api", ""},
 		{"", "", "", "anything.at-all_1", "123456789"},
+		{"", "", "", "API,web,Infra,a_b-c", ""},
+		{"acme", "", "", `["api","Web","x","y","Web.UI","WEB.ui"]`, `[3003, "3003"]`},
 		{"", "", "", "..", "9223372036854775807"},
 		{"", "", "", strings.Repeat("a", 101), "9223372036854775808"},
 		{"acme", "api", "", `[["api"]]`, `[{"id":1}]`},
@@ -462,7 +466,7 @@ func FuzzRepositories(f *testing.F) {
 		rawNames, rawIDs := rawValue(names, typed), rawValue(ids, typed)
 		checkListEntries(t, rawNames)
 		checkListEntries(t, rawIDs)
-		checkAskedNames(t, r, rawNames)
+		checkAskedNames(t, r, rawNames, installedFor(rawNames))
 		checkAskedIDs(t, r, rawIDs)
 	})
 }
@@ -518,7 +522,26 @@ func checkListEntries(t *testing.T, raw any) {
 	}
 }
 
-func checkAskedNames(t *testing.T, r *role, raw any) {
+// installedFor is the repository list of the installation a fuzzed token write goes to, as GitHub spells it: a few
+// fixed names, and every second entry of the write with its case flipped, so that writes name repositories both in
+// GitHub's spelling and in others. Names are unique ignoring case, as GitHub keeps them within an account.
+func installedFor(raw any) []github.Repository {
+	names := []string{"api", "Web", "infra", "Web.UI", "a_b-c"}
+	entries, _ := entriesOf(raw)
+	for i, e := range entries {
+		if s, ok := e.(string); ok && i%2 == 1 && repositoryName.MatchString(s) &&
+			!slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, s) }) {
+			names = append(names, flipCase(s))
+		}
+	}
+	repos := make([]github.Repository, len(names))
+	for i, n := range names {
+		repos[i] = github.Repository{ID: int64(i + 1), Name: n}
+	}
+	return repos
+}
+
+func checkAskedNames(t *testing.T, r *role, raw any, installed []github.Repository) {
 	t.Helper()
 	names, problems, denied := askedRepositories(r, raw)
 	items := append(slices.Clone(problems), denied...)
@@ -547,6 +570,36 @@ func checkAskedNames(t *testing.T, r *role, raw any) {
 			t.Fatalf("the entry %#v was neither accepted nor refused", e)
 		}
 	}
+	if !r.limitsRepositories() {
+		checkGitHubSpelling(t, names, installed)
+	}
+}
+
+// checkGitHubSpelling: on a role without a repository limit, the installation's list takes a name only in GitHub's
+// spelling. A name GitHub spells otherwise is refused with GitHub's spelling; one the list lacks is reported missing.
+func checkGitHubSpelling(t *testing.T, names []string, installed []github.Repository) {
+	t.Helper()
+	misspelled, missing := newRepositoryList(installed, true, time.Time{}).check(names)
+	checkItems(t, misspelled, 100)
+	if len(misspelled)+len(missing) > len(names) {
+		t.Fatalf("%d names gave %d refusals and %d missing", len(names), len(misspelled), len(missing))
+	}
+	for _, name := range names {
+		i := slices.IndexFunc(installed, func(repo github.Repository) bool { return strings.EqualFold(repo.Name, name) })
+		about := func(m string) bool { return strings.HasPrefix(m, "repository "+strconv.Quote(name)+" ") }
+		refused := slices.ContainsFunc(misspelled, about)
+		switch {
+		case i < 0 && !slices.Contains(missing, name):
+			t.Fatalf("%q, which the installation lacks, was not reported missing (installed %v)", name, installed)
+		case i < 0:
+		case installed[i].Name == name && (refused || slices.Contains(missing, name)):
+			t.Fatalf("%q, spelled as GitHub does, was not taken", name)
+		case installed[i].Name != name && !slices.ContainsFunc(misspelled, func(m string) bool {
+			return about(m) && strings.Contains(m, strconv.Quote(installed[i].Name))
+		}):
+			t.Fatalf("%q was taken, or refused without naming GitHub's spelling %q: %q", name, installed[i].Name, misspelled)
+		}
+	}
 }
 
 func checkAskedIDs(t *testing.T, r *role, raw any) {
@@ -559,22 +612,29 @@ func checkAskedIDs(t *testing.T, r *role, raw any) {
 		checkTooMany(t, problems, len(ids))
 		return
 	}
-	texts := map[string]bool{} // the entries of an ID type, as written
+	texts := map[string]bool{} // the string entries, as written
 	for _, e := range entries {
-		var text string
+		// A number is refused, naming it: no policy entry ever matches a number (Vault compares a policy's strings
+		// with strings only), so a policy that denies an ID would not see it.
+		var number string
 		switch e := e.(type) {
-		case string:
-			if e == "" {
-				continue
-			}
-			text = e
-		case json.Number:
-			text = e.String()
+		case float64:
+			number = strconv.FormatFloat(e, 'g', -1, 64)
 		case int:
-			text = strconv.Itoa(e)
+			number = strconv.Itoa(e)
+		}
+		if number != "" && !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, number) }) {
+			t.Fatalf("the number %s was not refused by name: %q", number, problems)
+		}
+		text, isString := e.(string)
+		if !isString || text == "" {
+			if !isString && len(problems) == 0 {
+				t.Fatalf("the entry %#v, not a string, was not refused", e)
+			}
+			continue
 		}
 		texts[text] = true
-		// Accepted means: an ID type, written in decimal exactly as the ID prints.
+		// Accepted means: a string, written in decimal exactly as the ID prints.
 		id, err := strconv.ParseInt(text, 10, 64)
 		if (err != nil || strconv.FormatInt(id, 10) != text || !slices.Contains(ids, id)) && len(items) == 0 {
 			t.Fatalf("the entry %#v was neither accepted nor refused", e)

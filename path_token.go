@@ -28,8 +28,9 @@ lease; when the lease ends (expiry or revocation) the token is revoked at GitHub
 Writing to token/<role> (which needs the update capability) asks for less than the role allows: a subset of its
 repositories, repository IDs and permissions (a permission's level may be lower), and a shorter ttl. Anything outside
 the role is refused with 403. Each item must be spelled as Vault policies would name it: repository names as the role
-stores them (no owner prefix, same case), permissions as name=level with lower-case levels (a string or a list, not
-an object), repository IDs in decimal; other spellings are refused with 400 and the form to use. A read takes no
+stores them (no owner prefix, same case) or, on a role without repositories, as GitHub spells them; permissions as
+name=level with lower-case levels (a string or a list, not an object); repository IDs as strings of decimal digits
+(a JSON number never matches a policy). Other spellings are refused with 400 and the form to use. A read takes no
 parameters.
 `
 )
@@ -251,6 +252,13 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 	if err != nil {
 		return nil, err
 	}
+	in, misspelled, err := b.spelledAsGitHub(ctx, s, c, roleName, r, in, tr.Repositories)
+	if err != nil {
+		return nil, err
+	}
+	if len(misspelled) > 0 {
+		return (&refusal{malformed: misspelled}).response(roleName)
+	}
 	tok, in, err := b.createToken(ctx, s, c, roleName, r, in, tr.TokenRequest)
 	if err != nil {
 		return nil, err
@@ -298,6 +306,44 @@ func (b *backend) installation(ctx context.Context, s logical.Storage, c *appCli
 			roleName, r.Owner, in.accountID, r.AccountID)}
 	}
 	return in, nil
+}
+
+// spelledAsGitHub holds the repository names of a token write on a role without a repository limit to the spelling
+// GitHub gives them, from the installation's repository list. Such a role has no names of its own to compare with,
+// and a policy's denied_parameters compares raw values while GitHub ignores case: "Infra" would pass a policy that
+// denies "infra", and reach it. A name the list lacks makes the engine list again (at most once per relistInterval);
+// one still missing is refused here rather than passed on, since GitHub might resolve it (a repository added in the
+// meantime, in another spelling) to one that a policy names. It returns the installation to mint from (looked up
+// again when GitHub no longer knows a cached one) and the refused names, explained.
+func (b *backend) spelledAsGitHub(ctx context.Context, s logical.Storage, c *appClient, roleName string, r *role, in installation, names []string) (installation, []string, error) {
+	if r.limitsRepositories() || len(names) == 0 {
+		return in, nil, nil
+	}
+	now := b.now()
+	list, err := c.repositories.list(ctx, c.Client, in.id, now)
+	if err != nil && r.Owner != "" && installationGone(err) {
+		c.installations.forget(r.Owner)
+		if again, lerr := b.installation(ctx, s, c, roleName, r, false); lerr == nil && again.id != in.id {
+			in = again
+			list, err = c.repositories.list(ctx, c.Client, in.id, now)
+		}
+	}
+	misspelled, missing := []string(nil), names
+	if err == nil {
+		misspelled, missing = list.check(names)
+	}
+	if err == nil && len(missing) > 0 {
+		if list, err = c.repositories.relist(ctx, c.Client, in.id, now); err == nil {
+			misspelled, missing = list.check(names)
+		}
+	}
+	if err != nil {
+		return in, nil, githubError(err, opMint, fmt.Sprintf("listing the repositories of installation %d for role %q", in.id, roleName), adviceArgs{})
+	}
+	for _, name := range missing {
+		misspelled = append(misspelled, list.notListed(name, in.id, now))
+	}
+	return in, misspelled, nil
 }
 
 // pinAccount records on an owner-bound role the account its owner names, at its first mint. It is best effort: a

@@ -22,8 +22,9 @@ import (
 // A scope is what a token may reach: repositories by name and ID, and permissions. Role writes are lenient: they
 // accept GitHub's spellings (any case, owner/name for the role's owner, an object of permissions) and store one
 // normal form. Token writes are strict: Vault's allowed_parameters and denied_parameters compare the raw values of a
-// request, so a token write accepts only the spelling a policy would name (the role's stored names, lower-case
-// permission levels, name=level entries) and refuses every other with the form to use.
+// request, so a token write accepts only the spelling a policy would name (the role's stored names, or GitHub's on a
+// role without a repository limit; lower-case permission levels, name=level entries; IDs as strings) and refuses
+// every other with the form to use.
 
 const (
 	// maxRepositories is GitHub's limit on repositories (names and IDs together) in one token request. It also bounds
@@ -156,8 +157,8 @@ func permissionsField(d *framework.FieldData) (map[string]string, bool, error) {
 // ------------------------------------------------------------------------------------------------ token writes
 
 // askedRepositories reads the repositories of a token write. Each name must be spelled as the role stores it (no
-// owner prefix, same case); on a role without a repository limit, any valid name is passed on as written and
-// GitHub enforces the installation's reach. It returns the names, malformed entries (400) and entries outside the
+// owner prefix, same case); on a role without a repository limit, any valid name is taken here, and the mint holds
+// it to GitHub's spelling (spelledAsGitHub). It returns the names, malformed entries (400) and entries outside the
 // role (403).
 func askedRepositories(r *role, raw any) (names, problems, denied []string) {
 	entries, err := listEntries("repositories", raw)
@@ -210,8 +211,10 @@ func askedRepositories(r *role, raw any) (names, problems, denied []string) {
 	return names, problems, denied
 }
 
-// askedRepositoryIDs reads the repository IDs of a token write: decimal, as a string or a JSON number, without sign,
-// leading zeros or spaces (Vault's own conversion would also read 0x0BBB or 03003, which no policy names).
+// askedRepositoryIDs reads the repository IDs of a token write: decimal strings without sign, leading zeros or spaces
+// (Vault's own conversion would also read 0x0BBB or 03003, which no policy names). A JSON number is refused whatever
+// its value: Vault compares a policy's values with a request's strings only, so no policy entry ever matches a number,
+// and a policy that denies an ID would let it through as one.
 func askedRepositoryIDs(r *role, raw any) (ids []int64, problems, denied []string) {
 	entries, err := listEntries("repository_ids", raw)
 	if err != nil {
@@ -226,10 +229,9 @@ func askedRepositoryIDs(r *role, raw any) (ids []int64, problems, denied []strin
 				continue
 			}
 			text = v
-		case json.Number:
-			text = v.String()
-		case int, int64:
-			text = fmt.Sprint(v)
+		case float64, json.Number, int, int64:
+			problems = append(problems, numericID(v))
+			continue
 		default:
 			problems = append(problems, fmt.Sprintf("repository_ids holds %s: expected repository IDs", typeName(e)))
 			continue
@@ -249,6 +251,21 @@ func askedRepositoryIDs(r *role, raw any) (ids []int64, problems, denied []strin
 		}
 	}
 	return ids, problems, denied
+}
+
+// numericID explains the refusal of a repository ID given as a number. Through Vault an external plugin sees JSON
+// numbers as float64 (the request crosses the plugin's gRPC boundary as JSON, decoded without json.Number); Go
+// callers in the same process may pass json.Number or integers.
+func numericID(v any) string {
+	text := fmt.Sprint(v)
+	if f, ok := v.(float64); ok {
+		text = strconv.FormatFloat(f, 'g', -1, 64)
+	}
+	if decimalIDPattern.MatchString(text) {
+		return fmt.Sprintf("repository_id %s is a JSON number, which no Vault policy matches: write it as a string, %q", text, text)
+	}
+	return fmt.Sprintf("repository_id %s is a JSON number, which no Vault policy matches, and not a repository ID: write "+
+		"repository IDs as strings of digits, such as \"123456789\"", shorten(text, 40))
 }
 
 // askedPermissions reads the permissions of a token write: name=level entries exactly as GitHub writes them, in a

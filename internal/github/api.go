@@ -166,20 +166,55 @@ func (c *Client) RevokeToken(ctx context.Context, token string) error {
 // pages). It shows what a token can really do; more than MaxPages pages is an error, since a partial list would
 // mislead.
 func (c *Client) TokenRepositories(ctx context.Context, token string) ([]Repository, error) {
-	var all []Repository
+	all, complete, err := c.tokenRepositories(ctx, token)
+	if err == nil && !complete {
+		err = &Error{Kind: KindOther, Method: http.MethodGet, Path: "/installation/repositories",
+			Message: fmt.Sprintf("the token reaches more repositories than %d pages hold", MaxPages)}
+	}
+	return all, err
+}
+
+// InstallationRepositories lists the repositories an installation can reach, with their names as GitHub spells
+// them (GET /installation/repositories, all pages up to MaxPages). The listing needs an installation token: one is
+// minted for it with metadata=read alone and revoked as soon as the list is read, so that no token outlives the
+// call. complete is false when GitHub announced more pages than MaxPages.
+func (c *Client) InstallationRepositories(ctx context.Context, installationID int64) (repos []Repository, complete bool, err error) {
+	tok, err := c.CreateToken(ctx, installationID, TokenRequest{Permissions: map[string]string{"metadata": "read"}})
+	if err != nil {
+		return nil, false, err
+	}
+	defer c.revokeListingToken(ctx, installationID, tok.Token)
+	return c.tokenRepositories(ctx, tok.Token)
+}
+
+// listingTokenRevokeTimeout bounds the revocation of a token minted to list repositories.
+const listingTokenRevokeTimeout = 30 * time.Second
+
+// revokeListingToken revokes the token InstallationRepositories minted, even when the caller has gone away. A
+// failure is logged, not returned: the list is good, and the token (metadata=read) dies within the hour.
+func (c *Client) revokeListingToken(ctx context.Context, installationID int64, token string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), listingTokenRevokeTimeout)
+	defer cancel()
+	if err := c.RevokeToken(ctx, token); err != nil {
+		c.logger.Warn("github: revoking the token minted to list an installation's repositories failed; it expires within the hour",
+			"installation_id", installationID, "error", err)
+	}
+}
+
+// tokenRepositories reads every page of GET /installation/repositories for a token, up to MaxPages.
+func (c *Client) tokenRepositories(ctx context.Context, token string) (all []Repository, complete bool, err error) {
 	cl := call{method: http.MethodGet, route: "/installation/repositories", path: "/installation/repositories", token: token}
-	complete, err := c.pages(ctx, cl, func(cl *call) func() int {
+	complete, err = c.pages(ctx, cl, func(cl *call) func() int {
 		var batch struct {
 			Repositories []Repository `json:"repositories"`
 		}
 		cl.out = &batch
 		return func() int { all = append(all, batch.Repositories...); return len(batch.Repositories) }
 	})
-	if err == nil && !complete {
-		err = &Error{Kind: KindOther, Method: cl.method, Path: cl.path,
-			Message: fmt.Sprintf("the token reaches more repositories than %d pages hold", MaxPages)}
+	if err != nil {
+		return nil, false, err
 	}
-	return all, err
+	return all, complete, nil
 }
 
 // pages runs a listing call page by page (per_page=100) for as long as GitHub's Link header announces a next page,

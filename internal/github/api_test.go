@@ -4,9 +4,14 @@
 package github_test
 
 import (
+	"fmt"
+	"io"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -336,4 +341,154 @@ func TestLongTokens(t *testing.T) {
 	if s := tok.String(); strings.Contains(s, tok.Token) {
 		t.Fatalf("Token.String shows the long token")
 	}
+}
+
+// TestInstallationRepositories: an installation's repositories are listed with a token minted for that alone
+// (metadata=read) and revoked at once; every page is read, 100 at a time.
+func TestInstallationRepositories(t *testing.T) {
+	t.Parallel()
+	fixture := testFixture(t)
+	const many = 2101
+	fixture.Installations = append(fixture.Installations, installationOf(many, 101))
+	h := newHarnessWith(t, harnessConfig{fixture: &fixture})
+	c := h.newClient(t)
+
+	names := func(repos []github.Repository) []string {
+		out := make([]string, len(repos))
+		for i, r := range repos {
+			out[i] = r.Name
+		}
+		return out
+	}
+	tests := []struct {
+		name         string
+		installation int64
+		want         int
+		complete     bool
+		pages        int
+	}{
+		{"one page", orgInstallation, 3, true, 1},
+		{"two pages", many, 101, true, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := h.fake.Tokens()
+			h.fake.ResetStats()
+			repos, complete, err := c.InstallationRepositories(t.Context(), tt.installation)
+			if err != nil || complete != tt.complete || len(repos) != tt.want {
+				t.Fatalf("InstallationRepositories = %d repositories, complete %v, %v; want %d, %v", len(repos), complete, err, tt.want, tt.complete)
+			}
+			if tt.installation == orgInstallation && !slices.Equal(names(repos), []string{"api", "web", "infra"}) {
+				t.Fatalf("listed %v", names(repos))
+			}
+			if n := h.calls(tokenReposRoute); n != tt.pages {
+				t.Fatalf("%d pages read, want %d", n, tt.pages)
+			}
+			if h.calls(mintRoute) != 1 || h.calls(revokeRoute) != 1 {
+				t.Fatalf("calls %v: want one token minted and revoked", h.fake.Stats().Calls)
+			}
+			fresh := newTokens(before, h.fake.Tokens())
+			if len(fresh) != 1 || !fresh[0].Revoked || !maps.Equal(fresh[0].Permissions, map[string]string{"metadata": "read"}) ||
+				fresh[0].InstallationID != tt.installation {
+				t.Fatalf("tokens minted for the listing: %+v; want one of metadata=read, revoked", fresh)
+			}
+		})
+	}
+	for _, r := range h.log.all() {
+		if r.Method == "GET" && r.Path == "/installation/repositories" && !strings.Contains(r.RequestURI, "per_page=100") {
+			t.Fatalf("a page was asked without per_page=100: %s", r.RequestURI)
+		}
+	}
+
+	t.Run("the token is revoked when the listing fails", func(t *testing.T) {
+		failing := h.newClient(t, func(o *github.Options) {
+			o.WrapTransport = func(next http.RoundTripper) http.RoundTripper {
+				return failListing{h.client.RoundTripper(next)}
+			}
+		})
+		before := h.fake.Tokens()
+		_, _, err := failing.InstallationRepositories(t.Context(), orgInstallation)
+		assertKind(t, err, github.KindNotFound)
+		fresh := newTokens(before, h.fake.Tokens())
+		if len(fresh) != 1 || !fresh[0].Revoked {
+			t.Fatalf("tokens minted for the failed listing: %+v; want one, revoked", fresh)
+		}
+	})
+	t.Run("no token when none can be minted", func(t *testing.T) {
+		before := h.fake.Tokens()
+		_, _, err := c.InstallationRepositories(t.Context(), suspendedInstall)
+		assertKind(t, err, github.KindSuspended)
+		if fresh := newTokens(before, h.fake.Tokens()); len(fresh) != 0 {
+			t.Fatalf("tokens minted: %+v", fresh)
+		}
+	})
+}
+
+// TestInstallationRepositoriesIncomplete: a listing stops after MaxPages pages and says that it did. The server
+// announces a next page forever; the token minted for the listing is revoked all the same.
+func TestInstallationRepositoriesIncomplete(t *testing.T) {
+	t.Parallel()
+	var pages, revoked atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/app/installations/7/access_tokens":
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprint(w, `{"token":"ghs_listing","expires_at":"2030-01-01T00:00:00Z","permissions":{"metadata":"read"},"repository_selection":"all"}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/installation/repositories":
+			n := pages.Add(1)
+			w.Header().Set("Link", fmt.Sprintf(`<%s/installation/repositories?per_page=100&page=%d>; rel="next"`, "http://"+r.Host, n+1))
+			fmt.Fprintf(w, `{"total_count":1000000,"repositories":[{"id":%d,"name":"r%d"}]}`, n, n)
+		case r.Method == http.MethodDelete && r.URL.Path == "/installation/token":
+			revoked.Add(1)
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c, err := github.NewClient(github.Options{BaseURL: srv.URL, AppID: testAppID, PrivateKey: github.SharedKey(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos, complete, err := c.InstallationRepositories(t.Context(), 7)
+	if err != nil || complete || len(repos) != github.MaxPages {
+		t.Fatalf("InstallationRepositories = %d repositories, complete %v, %v; want %d, false", len(repos), complete, err, github.MaxPages)
+	}
+	if pages.Load() != github.MaxPages || revoked.Load() != 1 {
+		t.Fatalf("%d pages read, %d revocations; want %d, 1", pages.Load(), revoked.Load(), github.MaxPages)
+	}
+}
+
+// installationOf is an installation of the test App with n repositories.
+func installationOf(id int64, n int) fakegithub.Installation {
+	in := fakegithub.Installation{ID: id, AppID: testAppID, Account: fmt.Sprintf("big%d", id), AccountType: "Organization",
+		RepositorySelection: "all", Permissions: map[string]string{"metadata": "read"}}
+	for i := range n {
+		in.Repositories = append(in.Repositories, fakegithub.Repository{ID: id*100_000 + int64(i) + 1, Name: fmt.Sprintf("Repo-%d", i)})
+	}
+	return in
+}
+
+// failListing answers 404 to every GET /installation/repositories, as GitHub would for a token it does not know.
+type failListing struct{ next http.RoundTripper }
+
+func (f failListing) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodGet || r.URL.Path != "/installation/repositories" {
+		return f.next.RoundTrip(r)
+	}
+	body := `{"message":"Not Found","documentation_url":"https://docs.github.com/rest","status":"404"}`
+	return &http.Response{StatusCode: http.StatusNotFound, Status: "404 Not Found", Request: r, ContentLength: int64(len(body)),
+		Header: http.Header{"Content-Type": {"application/json; charset=utf-8"}}, Body: io.NopCloser(strings.NewReader(body))}, nil
+}
+
+// newTokens are the tokens in after that are not in before.
+func newTokens(before, after []fakegithub.TokenInfo) []fakegithub.TokenInfo {
+	var out []fakegithub.TokenInfo
+	for _, tok := range after {
+		if !slices.ContainsFunc(before, func(b fakegithub.TokenInfo) bool { return b.Value == tok.Value }) {
+			out = append(out, tok)
+		}
+	}
+	return out
 }
