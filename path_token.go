@@ -133,7 +133,8 @@ func (f *refusal) response(roleName string) (*logical.Response, error) {
 // so a read with parameters is refused rather than narrowed quietly.
 func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (resp *logical.Response, err error) {
 	name := d.Get("role").(string)
-	defer func() { b.metrics.mintOutcome(name, err, resp) }()
+	exists := false
+	defer func() { b.metrics.mintOutcome(name, exists, err, resp) }()
 	var given []string
 	for _, f := range narrowingFields {
 		if _, ok := d.Raw[f]; ok {
@@ -141,11 +142,15 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 		}
 	}
 	if len(given) > 0 {
+		// Only to label the refusal in metrics; an error here leaves the role unknown.
+		r, _ := b.roles.get(ctx, req.Storage, name)
+		exists = r != nil
 		return logical.ErrorResponse("a read of token/%s mints the role's whole scope and takes no parameters (%s given): "+
 			"to ask for less, write them to the path (vault write %stoken/%s %s=...), which needs the update capability",
 			name, strings.Join(given, ", "), req.MountPoint, name, given[0]), nil
 	}
 	r, err := b.roles.get(ctx, req.Storage, name)
+	exists = r != nil
 	if err != nil || r == nil {
 		return noRole(name, err)
 	}
@@ -161,8 +166,10 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 // pathTokenWrite mints a token with what the write asks for, within the role.
 func (b *backend) pathTokenWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (resp *logical.Response, err error) {
 	name := d.Get("role").(string)
-	defer func() { b.metrics.mintOutcome(name, err, resp) }()
+	exists := false
+	defer func() { b.metrics.mintOutcome(name, exists, err, resp) }()
 	r, err := b.roles.get(ctx, req.Storage, name)
+	exists = r != nil
 	if err != nil || r == nil {
 		return noRole(name, err)
 	}
@@ -359,7 +366,7 @@ func (b *backend) refuseOverGrant(ctx context.Context, c *appClient, roleName st
 	if err := c.RevokeToken(rctx, tok.Token); err != nil {
 		b.Logger().Error("revoking the over-broad token failed", "role", roleName, "hashed_token", hashToken(tok.Token), "error", err)
 	}
-	b.metrics.overGrants.WithLabelValues(roleName).Inc()
+	b.metrics.overGrants.WithLabelValues(roleLabel(roleName, true)).Inc()
 	return &failure{status: http.StatusBadGateway, kind: "over_grant", msg: fmt.Sprintf(
 		"GitHub granted more than asked for role %q (%s): the token was revoked and not returned", roleName, joinItems(excess))}
 }
