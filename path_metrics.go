@@ -30,9 +30,9 @@ const (
 Returns this mount's counters, gauges and histograms: tokens minted and mint failures by role and kind, GitHub calls
 by endpoint template and status class with their latency, retries, calls refused or held by a rate limit or an
 outage, the App's rate limit as GitHub last reported it, revocations, tokens refused as over-granted, JWT signatures,
-installation-cache hits and misses. Labels are bounded: endpoint templates, status classes, kinds and names of roles
-that exist (cut to 128 bytes; any other name is counted as "(unknown)"), never owners, installation IDs,
-repositories or tokens.
+installation-cache hits and misses, tokens returned although GitHub did not state their scope. Labels are bounded:
+endpoint templates, status classes, kinds and names of roles that exist (cut to 128 bytes; any other name is counted
+as "(unknown)"), never owners, installation IDs, repositories or tokens.
 
 With format=prometheus the answer is Prometheus' text exposition format, for a scrape job that authenticates with a
 Vault token (see docs/metrics.md); otherwise JSON.
@@ -54,6 +54,7 @@ type metrics struct {
 	minted          *prometheus.CounterVec
 	mintFailures    *prometheus.CounterVec
 	overGrants      *prometheus.CounterVec
+	unstatedScopes  *prometheus.CounterVec
 	requests        *prometheus.CounterVec
 	latency         *prometheus.HistogramVec
 	retries         *prometheus.CounterVec
@@ -101,10 +102,12 @@ func newMetrics(gate *github.Gate) *metrics {
 	m.minted = byRole("tokens_minted_total", "Installation tokens minted and returned, by role.")
 	m.mintFailures = byRole("mint_failures_total", "Token requests that failed, by role and kind of failure.", "kind")
 	m.overGrants = byRole("over_grants_total", "Tokens GitHub granted more broadly than asked, revoked and not returned, by role.")
+	m.unstatedScopes = byRole("unstated_scope_tokens_total", "Tokens returned although GitHub's answer did not state their "+
+		"permissions, repository selection or repositories (GitHub enforces what was asked), by role.")
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: name, Help: help}, f)
 	}
-	m.registry.MustRegister(m.minted, m.mintFailures, m.overGrants, m.requests, m.latency, m.retries, m.refused,
+	m.registry.MustRegister(m.minted, m.mintFailures, m.overGrants, m.unstatedScopes, m.requests, m.latency, m.retries, m.refused,
 		m.waits, m.waitSeconds, m.signatures, m.duplicates, m.revocations, m.installationHit,
 		gauge("rate_limit_limit", "The App's hourly request limit as GitHub last reported it (0: not seen yet).",
 			func() float64 { return float64(gate.RateLimit().Limit) }),
