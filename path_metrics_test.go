@@ -363,3 +363,31 @@ func TestMetricsForgetDeletedRoles(t *testing.T) {
 		t.Errorf("only %d metrics had role labels: %v", len(before), slices.Sorted(maps.Keys(before)))
 	}
 }
+
+// TestRoleLabel: names up to 128 bytes are their own label; longer ones are cut to exactly 128 bytes, keep their
+// start, end in '~' and a hash of the whole name (so that names differing only past the cut stay apart), and come
+// out the same every time.
+func TestRoleLabel(t *testing.T) {
+	at := strings.Repeat("a", 128)
+	long1, long2 := strings.Repeat("b", 200)+"1", strings.Repeat("b", 200)+"2"
+	tests := []struct {
+		name, role string
+		exists     bool
+		check      func(string) bool
+	}{
+		{"missing", "ci", false, func(l string) bool { return l == "(unknown)" }},
+		{"short", "ci", true, func(l string) bool { return l == "ci" }},
+		{"128 bytes", at, true, func(l string) bool { return l == at }},
+		{"129 bytes", at + "a", true, func(l string) bool {
+			return len(l) == 128 && strings.HasPrefix(l, at[:111]+"~") && l != at
+		}},
+		{"long", long1, true, func(l string) bool {
+			return len(l) == 128 && strings.HasPrefix(l, long1[:111]+"~") && l == roleLabel(long1, true) && l != roleLabel(long2, true)
+		}},
+	}
+	for _, tt := range tests {
+		if got := roleLabel(tt.role, tt.exists); !tt.check(got) {
+			t.Errorf("%s: roleLabel = %q", tt.name, got)
+		}
+	}
+}
