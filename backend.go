@@ -131,6 +131,12 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.destKeyMu.Unlock()
 	}
 	b.roles.invalidate(key)
+	// Invalidate does not say whether the role was deleted or written. Either way its series go: this node does not
+	// mint (token paths are forwarded to the active node of the primary cluster), so they hold only what it counted
+	// before it stopped serving them.
+	if name, ok := strings.CutPrefix(key, roleStoragePrefix); ok {
+		b.metrics.forgetRole(name)
+	}
 }
 
 // reset forgets the client built from the config, and with it the JWT and installation IDs learned through it, and

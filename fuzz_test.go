@@ -929,8 +929,10 @@ func roleFor(write string) *role {
 // GitHub could answer. Properties: a token equal to the request (plus metadata=read, with GitHub's spelling of the
 // names) or narrower is never reported; a token broader in one way is always reported: a permission not asked
 // (other than metadata=read), a level above the asked one or unknown, a repository not asked, one asked by name but
-// of another account, a repository_selection other than "selected" when repositories were asked. For any token,
-// it reports something exactly when the token is broader by those rules, and never names the token's value.
+// of another account, a repository_selection other than "selected" when repositories were asked. What an answer
+// leaves out (permissions, repository_selection, repositories) is not broader: such a token is returned with a
+// warning (unstatedScope), never refused for it. For any token, it reports something exactly when the token is
+// broader by those rules, and never names the token's value.
 func FuzzExcessGrant(f *testing.F) {
 	type seed struct {
 		reqRepos, reqIDs, reqPerms string
@@ -985,6 +987,20 @@ func FuzzExcessGrant(f *testing.F) {
 		}
 		if excess := excessGrant(req, narrower, account); len(excess) > 0 {
 			t.Fatalf("a token narrower than the request is reported: %q", excess)
+		}
+		// The exact token with fields left out, as some GitHub Enterprise Server answers: never reported.
+		unstated := exactToken(req, account, sel)
+		if mutation&2 != 0 {
+			unstated.Permissions = nil
+		}
+		if mutation&4 != 0 {
+			unstated.RepositorySelection = ""
+		}
+		if mutation&8 != 0 {
+			unstated.Repositories = nil
+		}
+		if excess := excessGrant(req, unstated, account); len(excess) > 0 {
+			t.Fatalf("a token whose answer leaves out fields is reported: %q", excess)
 		}
 
 		// One way broader: always reported.
@@ -1092,7 +1108,7 @@ func broaden(req github.TokenRequest, account int64, sel, tokPerms, tokRepos str
 			return nil, ""
 		}
 		tok.RepositorySelection = sel
-		if sel == "selected" {
+		if sel == "selected" || sel == "" {
 			tok.RepositorySelection = "all"
 		}
 		return tok, "repository_selection " + tok.RepositorySelection
@@ -1114,7 +1130,7 @@ func isBroader(req github.TokenRequest, tok *github.Token, account int64) bool {
 	if len(req.Repositories)+len(req.RepositoryIDs) == 0 {
 		return false
 	}
-	if tok.RepositorySelection != "selected" {
+	if tok.RepositorySelection != "selected" && tok.RepositorySelection != "" {
 		return true
 	}
 	for _, repo := range tok.Repositories {

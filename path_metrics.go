@@ -6,11 +6,14 @@ package githubapp
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -27,13 +30,21 @@ const (
 Returns this mount's counters, gauges and histograms: tokens minted and mint failures by role and kind, GitHub calls
 by endpoint template and status class with their latency, retries, calls refused or held by a rate limit or an
 outage, the App's rate limit as GitHub last reported it, revocations, tokens refused as over-granted, JWT signatures,
-installation-cache hits and misses. Labels are bounded: endpoint templates, status classes, kinds and role names,
-never owners, installation IDs, repositories or tokens.
+installation-cache hits and misses, tokens returned although GitHub did not state their scope. Labels are bounded:
+endpoint templates, status classes, kinds and names of roles that exist (cut to 128 bytes; any other name is counted
+as "(unknown)"), never owners, installation IDs, repositories or tokens.
 
 With format=prometheus the answer is Prometheus' text exposition format, for a scrape job that authenticates with a
 Vault token (see docs/metrics.md); otherwise JSON.
 `
 	metricsNamespace = "github_app"
+
+	// unknownRoleLabel counts token requests for roles that do not exist: a caller may name any role, and one series
+	// per made-up name would grow the scrape and the plugin's memory without bound. No role name can take this
+	// value (names are letters, digits, '_', '-' and '.').
+	unknownRoleLabel = "(unknown)"
+	// maxRoleLabelBytes bounds a role label; a longer role name is cut and marked with a hash of the whole name.
+	maxRoleLabelBytes = 128
 )
 
 // metrics is one mount's registry; it hears the mount's GitHub clients (github.Observer) and the engine.
@@ -43,6 +54,7 @@ type metrics struct {
 	minted          *prometheus.CounterVec
 	mintFailures    *prometheus.CounterVec
 	overGrants      *prometheus.CounterVec
+	unstatedScopes  *prometheus.CounterVec
 	requests        *prometheus.CounterVec
 	latency         *prometheus.HistogramVec
 	retries         *prometheus.CounterVec
@@ -53,6 +65,9 @@ type metrics struct {
 	duplicates      prometheus.Counter
 	revocations     *prometheus.CounterVec
 	installationHit *prometheus.CounterVec
+
+	// byRole are the vectors with a role label, whose series go when the role is deleted.
+	byRole []*prometheus.CounterVec
 }
 
 func newMetrics(gate *github.Gate) *metrics {
@@ -60,11 +75,8 @@ func newMetrics(gate *github.Gate) *metrics {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help}, labels)
 	}
 	m := &metrics{
-		registry:     prometheus.NewRegistry(),
-		minted:       counter("tokens_minted_total", "Installation tokens minted and returned, by role.", "role"),
-		mintFailures: counter("mint_failures_total", "Token requests that failed, by role and kind of failure.", "role", "kind"),
-		overGrants:   counter("over_grants_total", "Tokens GitHub granted more broadly than asked, revoked and not returned, by role.", "role"),
-		requests:     counter("github_requests_total", "Attempts of calls to GitHub, by endpoint template and status class (none: no answer).", "endpoint", "status_class"),
+		registry: prometheus.NewRegistry(),
+		requests: counter("github_requests_total", "Attempts of calls to GitHub, by endpoint template and status class (none: no answer).", "endpoint", "status_class"),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "github_request_duration_seconds",
 			Help:    "Duration of attempts of calls to GitHub, by endpoint template.",
@@ -81,10 +93,21 @@ func newMetrics(gate *github.Gate) *metrics {
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "possible_duplicate_tokens_total",
 			Help: "Token requests retried after GitHub may have handled them; each may have left a token nobody holds, which expires within the hour."}),
 	}
+	// Every vector labelled by role is built here, so that deleting a role reaches all of them (forgetRole).
+	byRole := func(name, help string, labels ...string) *prometheus.CounterVec {
+		v := counter(name, help, append([]string{"role"}, labels...)...)
+		m.byRole = append(m.byRole, v)
+		return v
+	}
+	m.minted = byRole("tokens_minted_total", "Installation tokens minted and returned, by role.")
+	m.mintFailures = byRole("mint_failures_total", "Token requests that failed, by role and kind of failure.", "kind")
+	m.overGrants = byRole("over_grants_total", "Tokens GitHub granted more broadly than asked, revoked and not returned, by role.")
+	m.unstatedScopes = byRole("unstated_scope_tokens_total", "Tokens returned although GitHub's answer did not state their "+
+		"permissions, repository selection or repositories (GitHub enforces what was asked), by role.")
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: name, Help: help}, f)
 	}
-	m.registry.MustRegister(m.minted, m.mintFailures, m.overGrants, m.requests, m.latency, m.retries, m.refused,
+	m.registry.MustRegister(m.minted, m.mintFailures, m.overGrants, m.unstatedScopes, m.requests, m.latency, m.retries, m.refused,
 		m.waits, m.waitSeconds, m.signatures, m.duplicates, m.revocations, m.installationHit,
 		gauge("rate_limit_limit", "The App's hourly request limit as GitHub last reported it (0: not seen yet).",
 			func() float64 { return float64(gate.RateLimit().Limit) }),
@@ -136,16 +159,45 @@ func (m *metrics) Waited(reason string, d time.Duration) {
 func (m *metrics) Signed()            { m.signatures.Inc() }
 func (m *metrics) PossibleDuplicate() { m.duplicates.Inc() }
 
-// mintOutcome counts a token request's outcome.
-func (m *metrics) mintOutcome(role string, err error, resp *logical.Response) {
+// mintOutcome counts a token request's outcome. exists says whether the role was found: the handler reads it to mint
+// anyway, so telling made-up names apart costs no storage read.
+func (m *metrics) mintOutcome(role string, exists bool, err error, resp *logical.Response) {
+	label := roleLabel(role, exists)
 	switch {
 	case err == nil && resp != nil && resp.Secret != nil:
-		m.minted.WithLabelValues(role).Inc()
+		m.minted.WithLabelValues(label).Inc()
 	case err != nil:
-		m.mintFailures.WithLabelValues(role, failureKind(err)).Inc()
+		m.mintFailures.WithLabelValues(label, failureKind(err)).Inc()
 	case resp != nil && resp.IsError():
-		m.mintFailures.WithLabelValues(role, "invalid_request").Inc()
+		m.mintFailures.WithLabelValues(label, "invalid_request").Inc()
 	}
+}
+
+// forgetRole drops the series of a deleted role from every vector labelled by role.
+func (m *metrics) forgetRole(role string) {
+	match := prometheus.Labels{"role": roleLabel(role, true)}
+	for _, v := range m.byRole {
+		v.DeletePartialMatch(match)
+	}
+}
+
+// roleLabel is a role's label value: the name of a role that exists, cut to maxRoleLabelBytes when longer (the cut
+// ends in '~' and a hash of the whole name, which keeps two long names with a common start apart, and which no role
+// name can take); unknownRoleLabel for any other name.
+func roleLabel(role string, exists bool) string {
+	if !exists {
+		return unknownRoleLabel
+	}
+	if len(role) <= maxRoleLabelBytes {
+		return role
+	}
+	sum := sha256.Sum256([]byte(role))
+	suffix := "~" + hex.EncodeToString(sum[:8])
+	cut := maxRoleLabelBytes - len(suffix)
+	for cut > 0 && !utf8.RuneStart(role[cut]) {
+		cut--
+	}
+	return role[:cut] + suffix
 }
 
 // kindLabel is a github.Kind as a label value.

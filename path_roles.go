@@ -226,6 +226,7 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	if err != nil {
 		return nil, fmt.Errorf("deleting role: %w", err)
 	}
+	b.metrics.forgetRole(name)
 	return nil, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -134,7 +135,8 @@ func (f *refusal) response(roleName string) (*logical.Response, error) {
 // so a read with parameters is refused rather than narrowed quietly.
 func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (resp *logical.Response, err error) {
 	name := d.Get("role").(string)
-	defer func() { b.metrics.mintOutcome(name, err, resp) }()
+	exists := false
+	defer func() { b.metrics.mintOutcome(name, exists, err, resp) }()
 	var given []string
 	for _, f := range narrowingFields {
 		if _, ok := d.Raw[f]; ok {
@@ -142,11 +144,15 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 		}
 	}
 	if len(given) > 0 {
+		// Only to label the refusal in metrics; an error here leaves the role unknown.
+		r, _ := b.roles.get(ctx, req.Storage, name)
+		exists = r != nil
 		return logical.ErrorResponse("a read of token/%s mints the role's whole scope and takes no parameters (%s given): "+
 			"to ask for less, write them to the path (vault write %stoken/%s %s=...), which needs the update capability",
 			name, strings.Join(given, ", "), req.MountPoint, name, given[0]), nil
 	}
 	r, err := b.roles.get(ctx, req.Storage, name)
+	exists = r != nil
 	if err != nil || r == nil {
 		return noRole(name, err)
 	}
@@ -162,8 +168,10 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 // pathTokenWrite mints a token with what the write asks for, within the role.
 func (b *backend) pathTokenWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (resp *logical.Response, err error) {
 	name := d.Get("role").(string)
-	defer func() { b.metrics.mintOutcome(name, err, resp) }()
+	exists := false
+	defer func() { b.metrics.mintOutcome(name, exists, err, resp) }()
 	r, err := b.roles.get(ctx, req.Storage, name)
+	exists = r != nil
 	if err != nil || r == nil {
 		return noRole(name, err)
 	}
@@ -266,8 +274,12 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 	if err := b.refuseOverGrant(ctx, c, roleName, tr.TokenRequest, tok, in.accountID); err != nil {
 		return nil, err
 	}
+	tok, unstated := b.unstatedScope(roleName, tr.TokenRequest, tok)
 	resp := b.leaseResponse(roleName, c.BaseURL(), in.id, tok, tr.ttl)
 	resp.Secret.InternalData[leaseDestinationField] = c.destination
+	if unstated != "" {
+		resp.AddWarning(unstated)
+	}
 	if rl := c.Gate().RateLimit(); rl.Low() {
 		resp.AddWarning(fmt.Sprintf("GitHub's rate limit for the App is low: %d of %d requests left until %s",
 			rl.Remaining, rl.Limit, rl.Reset.UTC().Format(time.RFC3339)))
@@ -405,16 +417,17 @@ func (b *backend) refuseOverGrant(ctx context.Context, c *appClient, roleName st
 	if err := c.RevokeToken(rctx, tok.Token); err != nil {
 		b.Logger().Error("revoking the over-broad token failed", "role", roleName, "hashed_token", hashToken(tok.Token), "error", err)
 	}
-	b.metrics.overGrants.WithLabelValues(roleName).Inc()
+	b.metrics.overGrants.WithLabelValues(roleLabel(roleName, true)).Inc()
 	return &failure{status: http.StatusBadGateway, kind: "over_grant", msg: fmt.Sprintf(
 		"GitHub granted more than asked for role %q (%s): the token was revoked and not returned", roleName, joinItems(excess))}
 }
 
 // excessGrant lists what a token carries beyond the request: permissions not asked, levels above those asked or
 // unknown to the engine, repositories not asked or not of the installation's account (accountID; repositories asked
-// by ID need no account, IDs being unique across GitHub). A request with no permissions or no repositories asked for
-// everything of that kind. GitHub adds metadata=read to every token that reaches repositories, so that one is not an
-// excess.
+// by ID need no account, IDs being unique across GitHub), a repository selection other than "selected" when
+// repositories were asked. A request with no permissions or no repositories asked for everything of that kind.
+// GitHub adds metadata=read to every token that reaches repositories, so that one is not an excess. What the answer
+// leaves out is no excess (unstatedScope deals with it); what it states is checked all the same.
 func excessGrant(req github.TokenRequest, tok *github.Token, accountID int64) []string {
 	var excess []string
 	if len(req.Permissions) > 0 {
@@ -431,7 +444,7 @@ func excessGrant(req github.TokenRequest, tok *github.Token, accountID int64) []
 		}
 	}
 	if len(req.Repositories) > 0 || len(req.RepositoryIDs) > 0 {
-		if tok.RepositorySelection != "selected" {
+		if tok.RepositorySelection != "selected" && tok.RepositorySelection != "" {
 			excess = append(excess, fmt.Sprintf("repository_selection %q", tok.RepositorySelection))
 		}
 		for _, repo := range tok.Repositories {
@@ -444,6 +457,45 @@ func excessGrant(req github.TokenRequest, tok *github.Token, accountID int64) []
 		}
 	}
 	return excess
+}
+
+// unstatedScope deals with a token answer that leaves out part of the token's scope, as GitHub Enterprise Server has
+// been seen to do: its permissions or repository selection, or the repositories asked for. GitHub enforces what was
+// asked all the same, so the token is no over-grant, but the check could not be made: it is returned stating what
+// was asked where GitHub did not say, with a warning for the caller, a log line with its hash, and a count. It
+// returns the token to lease (tok itself when the answer stated everything) and the warning.
+func (b *backend) unstatedScope(roleName string, req github.TokenRequest, tok *github.Token) (*github.Token, string) {
+	asksRepositories := len(req.Repositories)+len(req.RepositoryIDs) > 0
+	stated := *tok
+	var missing []string
+	if tok.Permissions == nil {
+		missing = append(missing, "permissions")
+		if len(req.Permissions) > 0 {
+			stated.Permissions = maps.Clone(req.Permissions)
+		}
+	}
+	if tok.RepositorySelection == "" {
+		missing = append(missing, "repository_selection")
+		if asksRepositories {
+			stated.RepositorySelection = "selected"
+		}
+	}
+	if asksRepositories && tok.Repositories == nil {
+		missing = append(missing, "repositories")
+		// Repositories asked by ID have no name to show.
+		for _, name := range req.Repositories {
+			stated.Repositories = append(stated.Repositories, github.Repository{Name: name})
+		}
+	}
+	if len(missing) == 0 {
+		return tok, ""
+	}
+	fields := strings.Join(missing, ", ")
+	b.Logger().Warn("GitHub's token answer did not state the token's scope; returning the token with what was asked, "+
+		"which GitHub enforces", "role", roleName, "unstated", fields, "hashed_token", hashToken(tok.Token))
+	b.metrics.unstatedScopes.WithLabelValues(roleLabel(roleName, true)).Inc()
+	return &stated, fmt.Sprintf("GitHub's answer did not state the token's %s: the response shows what was asked, "+
+		"which GitHub enforces even when its answer does not say so", fields)
 }
 
 // leaseResponse wraps a token in a lease whose internal data holds only what revocation needs: the token, where it

@@ -6,6 +6,7 @@ package integrationtest
 import (
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -29,6 +30,21 @@ func TestMetricsAndStatus(t *testing.T) {
 	for range 3 {
 		out := v.mintCLI(t, v.rootToken, mount+"/token/ci")
 		v.cli(t, "lease", "revoke", "-sync", out.LeaseID)
+	}
+	// A token answer that leaves out the token's scope, as some GitHub Enterprise Server answers do: the token comes
+	// back stating what was asked, with a warning, and is counted.
+	gh.setFaults(t, map[string]any{"omit_token_scope": true})
+	out := v.mintCLI(t, v.rootToken, mount+"/token/ci")
+	gh.setFaults(t, map[string]any{})
+	if len(out.Warnings) != 1 || !strings.Contains(out.Warnings[0], "did not state the token's permissions, repository_selection, repositories") ||
+		out.Data.Permissions["contents"] != "read" || out.Data.RepositorySelection != "selected" || !slices.Equal(out.Data.Repositories, []string{"api"}) {
+		t.Errorf("a token whose scope GitHub did not state: warnings %q, permissions %v, repository_selection %q, repositories %q",
+			out.Warnings, out.Data.Permissions, out.Data.RepositorySelection, out.Data.Repositories)
+	}
+	v.cli(t, "lease", "revoke", "-sync", out.LeaseID)
+	// A role that does not exist gets no series of its own.
+	if r := v.run(v.rootToken, "", "read", mount+"/token/no-such-role"); r.err == nil {
+		t.Errorf("reading a token of a role that does not exist succeeded: %s", r)
 	}
 	after := gh.stats(t)
 
@@ -70,12 +86,14 @@ func TestMetricsAndStatus(t *testing.T) {
 		labels       map[string]string
 		want         int
 	}{
-		{"tokens minted", "github_app_tokens_minted_total", map[string]string{"role": "ci"}, 3},
+		{"tokens minted", "github_app_tokens_minted_total", map[string]string{"role": "ci"}, 4},
+		{"scope not stated", "github_app_unstated_scope_tokens_total", map[string]string{"role": "ci"}, 1},
+		{"a role that does not exist", "github_app_mint_failures_total", map[string]string{"role": "(unknown)", "kind": "invalid_request"}, 1},
 		{"mints at GitHub", "github_app_github_requests_total", map[string]string{"endpoint": "POST /app/installations/{installation_id}/access_tokens"},
 			after.Calls["POST /app/installations/{installation_id}/access_tokens"] - before.Calls["POST /app/installations/{installation_id}/access_tokens"]},
 		{"revocations at GitHub", "github_app_github_requests_total", map[string]string{"endpoint": "DELETE /installation/token"},
 			after.Calls["DELETE /installation/token"] - before.Calls["DELETE /installation/token"]},
-		{"revocations", "github_app_revocations_total", map[string]string{"outcome": "succeeded"}, 3},
+		{"revocations", "github_app_revocations_total", map[string]string{"outcome": "succeeded"}, 4},
 		{"owner lookups", "github_app_installation_cache_total", map[string]string{"result": "miss"}, 1},
 	} {
 		if got := value(c.family, c.labels); got != float64(c.want) {
@@ -86,7 +104,7 @@ func TestMetricsAndStatus(t *testing.T) {
 	for name, f := range families {
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				for _, banned := range []string{acmeOwner, "2001", "api"} {
+				for _, banned := range []string{acmeOwner, "2001", "api", "no-such-role"} {
 					if strings.Contains(l.GetValue(), banned) {
 						t.Errorf("%s has label %s=%q", name, l.GetName(), l.GetValue())
 					}

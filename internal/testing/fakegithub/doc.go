@@ -24,8 +24,9 @@
 //	GET    /installation/repositories                    (what a token reaches)
 //	GET    /rate_limit
 //
-// Faults (latency, 5xx, rate limits, clock skew, outages, over-granting) are injected with
-// Server.SetFaults or PUT /_fake/faults; see Faults and the admin endpoints in admin.go.
+// Faults (latency, 5xx, rate limits, clock skew, outages, over-granting, token answers that
+// leave out the token's scope) are injected with Server.SetFaults or PUT /_fake/faults; see
+// Faults and the admin endpoints in admin.go.
 //
 // # Several Apps, per-App faults and rate-limit budgets (App pools)
 //

@@ -58,6 +58,10 @@ type Faults struct {
 	// LongTokens issues the long stateless token form (about 520 characters, with dots)
 	// as if every request carried X-GitHub-Stateless-S2S-Token: enabled.
 	LongTokens bool `json:"long_tokens"`
+	// OmitTokenScope leaves permissions, repository_selection and repositories out of token
+	// answers, which then state only the token and its expiry, as some GitHub Enterprise Server
+	// answers do. The token still holds what was asked: for testing that a client notices.
+	OmitTokenScope bool `json:"omit_token_scope"`
 }
 
 const (
@@ -268,15 +272,16 @@ func (s *Server) inOutage(appID int64) bool {
 	return fs != nil && now.Before(fs.OutageUntil)
 }
 
-// tokenFaults tells how an App's token requests are answered: over-granted, in the long form.
-func (s *Server) tokenFaults(appID int64) (overGrant, longTokens bool) {
+// tokenFaults tells how an App's token requests are answered: over-granted, in the long form,
+// without their scope.
+func (s *Server) tokenFaults(appID int64) (overGrant, longTokens, omitScope bool) {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	overGrant, longTokens = s.faults.OverGrant, s.faults.LongTokens
+	overGrant, longTokens, omitScope = s.faults.OverGrant, s.faults.LongTokens, s.faults.OmitTokenScope
 	if fs := s.appFaults[appID]; fs != nil {
-		overGrant, longTokens = overGrant || fs.OverGrant, longTokens || fs.LongTokens
+		overGrant, longTokens, omitScope = overGrant || fs.OverGrant, longTokens || fs.LongTokens, omitScope || fs.OmitTokenScope
 	}
-	return overGrant, longTokens
+	return overGrant, longTokens, omitScope
 }
 
 // takeServerError decides whether this call gets an injected 5xx, counting down the emulator's
@@ -445,6 +450,7 @@ type faultsJSON struct {
 	OutageUntil        time.Time `json:"outage_until"`
 	OverGrant          bool      `json:"over_grant"`
 	LongTokens         bool      `json:"long_tokens"`
+	OmitTokenScope     bool      `json:"omit_token_scope"`
 }
 
 // MarshalJSON writes durations as strings such as "250ms".
@@ -463,6 +469,7 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 		OutageUntil:        f.OutageUntil,
 		OverGrant:          f.OverGrant,
 		LongTokens:         f.LongTokens,
+		OmitTokenScope:     f.OmitTokenScope,
 	})
 }
 
@@ -491,5 +498,6 @@ func (j faultsJSON) faults() Faults {
 		OutageUntil:        j.OutageUntil,
 		OverGrant:          j.OverGrant,
 		LongTokens:         j.LongTokens,
+		OmitTokenScope:     j.OmitTokenScope,
 	}
 }

@@ -251,7 +251,7 @@ func TestFaultsJSON(t *testing.T) {
 		Latency: 250 * time.Millisecond, ErrorRate: 0.5, FailNext: 2, PrimaryRateLimit: true,
 		RateLimitReset: time.Minute, SecondaryRateLimit: 429, RetryAfter: 3, RateLimitCalls: 4,
 		ClockOffset: -5 * time.Minute, OutageUntil: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC),
-		OverGrant: true, LongTokens: true,
+		OverGrant: true, LongTokens: true, OmitTokenScope: true,
 	}
 	data, err := json.Marshal(in)
 	if err != nil {

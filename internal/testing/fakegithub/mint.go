@@ -39,6 +39,12 @@ type installationTokenBody struct {
 	Repositories        []repositoryObject `json:"repositories,omitempty"`
 }
 
+// unstatedTokenBody is a token answer that states nothing of the token's scope (Faults.OmitTokenScope).
+type unstatedTokenBody struct {
+	Token     string `json:"token"`
+	ExpiresAt string `json:"expires_at"`
+}
+
 // POST /app/installations/{installation_id}/access_tokens
 func (s *Server) createToken(c *call) *apiError {
 	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, maxRequestBody))
@@ -54,7 +60,7 @@ func (s *Server) createToken(c *call) *apiError {
 		return errNotFound()
 	}
 
-	overGrant, longTokens := s.tokenFaults(c.app.ID)
+	overGrant, longTokens, omitScope := s.tokenFaults(c.app.ID)
 	now := s.nowFor(c.app.ID)
 	long := longTokens || strings.EqualFold(c.r.Header.Get("X-GitHub-Stateless-S2S-Token"), "enabled")
 
@@ -104,6 +110,10 @@ func (s *Server) createToken(c *call) *apiError {
 	s.st.tokens[t.value] = t
 	s.stats.issuedToken()
 
+	if omitScope {
+		c.writeJSON(http.StatusCreated, unstatedTokenBody{Token: t.value, ExpiresAt: timestamp(t.expiresAt)})
+		return nil
+	}
 	resp := installationTokenBody{
 		Token:               t.value,
 		ExpiresAt:           timestamp(t.expiresAt),

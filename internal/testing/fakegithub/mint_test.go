@@ -412,6 +412,32 @@ func TestOverGrant(t *testing.T) {
 		map[string]any{"repositories": []string{"nope"}}).wantError(t, 422, msgRepoInaccessible)
 }
 
+func TestOmitTokenScope(t *testing.T) {
+	e := newEnv(t)
+	e.srv.SetFaults(Faults{OmitTokenScope: true})
+	resp := e.do(http.MethodPost, "/app/installations/2001/access_tokens", e.bearer(), map[string]any{
+		"repositories": []string{"api"},
+		"permissions":  map[string]string{"contents": "read"},
+	})
+	if resp.status != http.StatusCreated {
+		t.Fatalf("status %d: %s", resp.status, resp.body)
+	}
+	var answer map[string]any
+	resp.decode(t, &answer)
+	if keys := slices.Sorted(maps.Keys(answer)); !slices.Equal(keys, []string{"expires_at", "token"}) {
+		t.Errorf("the answer states %v, want only expires_at and token", keys)
+	}
+	// GitHub enforces what was asked all the same.
+	if got := e.reach(answer["token"].(string)); !slices.Equal(got.names, []string{"api"}) {
+		t.Errorf("reaches %v, want [api]", got.names)
+	}
+
+	e.srv.SetFaults(Faults{})
+	if tok := e.mint(acmeID, map[string]any{"repositories": []string{"api"}}); tok.Permissions == nil || tok.RepositorySelection != "selected" || len(tok.Repositories) != 1 {
+		t.Errorf("without the fault: %+v", tok)
+	}
+}
+
 func TestReachPagination(t *testing.T) {
 	f := DemoFixture()
 	f.Installations[0].Repositories = nil
