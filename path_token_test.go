@@ -27,17 +27,6 @@ import (
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/fakegithub"
 )
 
-const (
-	mintRouteTemplate = "/app/installations/{installation_id}/access_tokens"
-	mintRoute         = "POST " + mintRouteTemplate
-)
-
-func (e *testEnv) role(name string, data map[string]any) {
-	e.t.Helper()
-	resp, err := e.do(logical.UpdateOperation, "roles/"+name, data)
-	mustOK(e.t, resp, err)
-}
-
 func TestTokenReadMintsTheRole(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
@@ -516,12 +505,6 @@ func TestConcurrentMintsDuringConfigRewrite(t *testing.T) {
 	}
 }
 
-func sorted(s []string) []string {
-	out := slices.Clone(s)
-	slices.Sort(out)
-	return out
-}
-
 // TestRoleCacheFollowsChanges: mints read roles from memory, yet see every change, whether made on this node or
 // (through Invalidate) on another.
 func TestRoleCacheFollowsChanges(t *testing.T) {
@@ -618,77 +601,6 @@ func TestReviewFindings(t *testing.T) {
 		}
 		wantContains(t, msg, "finding the installation", "retry after 1m30s")
 	})
-}
-
-// tamperMint rewrites GitHub's answer to token requests before the engine reads it, to play a GitHub that grants
-// more than asked in ways the emulator does not.
-type tamperMint struct {
-	next   http.RoundTripper
-	mu     sync.Mutex
-	change func(answer map[string]any)
-	header http.Header // set on the answers of token requests
-	// lose, while positive, drops the answer of that many token requests after GitHub handled them, as a broken
-	// connection would.
-	lose int
-}
-
-func (tm *tamperMint) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := tm.next.RoundTrip(r)
-	if err != nil || r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/access_tokens") {
-		return resp, err
-	}
-	tm.mu.Lock()
-	change, lose := tm.change, tm.lose > 0
-	if lose {
-		tm.lose--
-	}
-	for k, v := range tm.header {
-		resp.Header[k] = v
-	}
-	tm.mu.Unlock()
-	if lose {
-		resp.Body.Close()
-		return nil, io.ErrUnexpectedEOF
-	}
-	if change == nil || resp.StatusCode != http.StatusCreated {
-		return resp, nil
-	}
-	var answer map[string]any
-	err = json.NewDecoder(resp.Body).Decode(&answer)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	change(answer)
-	body, _ := json.Marshal(answer)
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	resp.ContentLength = int64(len(body))
-	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	return resp, nil
-}
-
-// withTamper makes every client the backend builds from now on go through a tamperMint.
-func (e *testEnv) withTamper() *tamperMint {
-	tm := &tamperMint{}
-	e.b.clientOptions = func(o *github.Options) {
-		o.WrapTransport = func(next http.RoundTripper) http.RoundTripper { tm.next = next; return tm }
-	}
-	return tm
-}
-
-func (tm *tamperMint) setHeader(key, value string) {
-	tm.mu.Lock()
-	defer tm.mu.Unlock()
-	if tm.header == nil {
-		tm.header = http.Header{}
-	}
-	tm.header.Set(key, value)
-}
-
-func (tm *tamperMint) set(change func(map[string]any)) {
-	tm.mu.Lock()
-	defer tm.mu.Unlock()
-	tm.change = change
 }
 
 // TestTokenWritesAcceptOnlyCanonicalSpelling (issue 8, finding 2): Vault's allowed_parameters and denied_parameters
@@ -1160,24 +1072,6 @@ const (
 	listRoute   = "GET /installation/repositories"
 	revokeRoute = "DELETE /installation/token"
 )
-
-// testClock is the backend's clock in tests that move time.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // listingTransport rewrites GitHub's answers to GET /installation/repositories: hide leaves a repository out of
 // them, as a list read before the repository was added would; fail answers 404 instead.
