@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/fakegithub"
 )
 
 func TestBackendVersionAndPaths(t *testing.T) {
@@ -78,43 +76,5 @@ func TestInvalidateConfigDropsClient(t *testing.T) {
 	resp := e.mint("ci")
 	if got := resp.Secret.InternalData["base_url"]; got != cfg.BaseURL {
 		t.Fatalf("mint used base URL %v, want the new %v", got, cfg.BaseURL)
-	}
-}
-
-// TestInstallationCacheTiedToClient (issue 8, finding 9): an owner lookup made through the client of a replaced
-// config must not be remembered for the new one, where the same installation ID may name another account.
-func TestInstallationCacheTiedToClient(t *testing.T) {
-	e := newTestEnv(t)
-	e.configure(nil)
-	e.role("ci", map[string]any{"owner": "acme"})
-	r, err := getRole(t.Context(), e.storage, "ci")
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, err := e.b.getClient(t.Context(), e.storage)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// Another GitHub with the same App, where installation 2001 belongs to globex and acme's is 7001.
-	const acmeThere = 7001
-	_, srv2 := newEmulator(t, fakegithub.Fixture{
-		Apps: []fakegithub.App{{ID: testAppID, ClientID: testClientID, Slug: "vault-test", Name: "Vault Test", Owner: "acme"}},
-		Installations: []fakegithub.Installation{
-			{ID: testOrgInstall, AppID: testAppID, Account: "globex", AccountType: "Organization", RepositorySelection: "all",
-				Repositories: []fakegithub.Repository{{ID: 8001, Name: "secret-plans"}}, Permissions: map[string]string{"contents": "write"}},
-			{ID: acmeThere, AppID: testAppID, Account: "acme", AccountType: "Organization", RepositorySelection: "all",
-				Repositories: []fakegithub.Repository{{ID: 8002, Name: "api"}}, Permissions: map[string]string{"contents": "write"}},
-		},
-	})
-	resp, err := e.do(logical.UpdateOperation, "config", map[string]any{"base_url": srv2.URL, "private_key": testKeyPEM})
-	mustOK(t, resp, err)
-
-	// A mint that started before the config change finishes its lookup with the old client.
-	if _, err := e.b.installation(t.Context(), e.storage, old, "ci", r, false); err != nil {
-		t.Fatal(err)
-	}
-	if got := e.mint("ci").Data["installation_id"]; got != int64(acmeThere) {
-		t.Fatalf("a token of owner acme came from installation %v, want %d", got, acmeThere)
 	}
 }

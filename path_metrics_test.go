@@ -19,7 +19,7 @@ import (
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/fakegithub"
 )
 
-// TestMetricsCountWhatHappened (issue 12): the mount's counters agree with what the emulator saw, and no label
+// TestMetricsCountWhatHappened: the mount's counters agree with what the emulator saw, and no label
 // carries an owner, an installation, a repository or a token.
 func TestMetricsCountWhatHappened(t *testing.T) {
 	e := newTestEnv(t)
@@ -99,7 +99,7 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	wantContains(t, msg, `format "xml"`, "prometheus")
 }
 
-// TestStatus (issue 12): what the mount knows of the App and GitHub, and no secret.
+// TestStatus: what the mount knows of the App and GitHub, and no secret.
 func TestStatus(t *testing.T) {
 	e := newTestEnv(t)
 	resp, err := e.do(logical.ReadOperation, "status", nil)
