@@ -75,6 +75,7 @@ type appClient struct {
 	// destination names how the client reaches GitHub (base URL, CA bundle, proxy); its leases record it, and are
 	// revoked through it.
 	destination string
+	bot         *botIdentityCache
 }
 
 // Factory builds and sets up the backend; Vault calls it when the plugin is mounted or loaded.
@@ -269,7 +270,8 @@ func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient,
 		return nil, err
 	}
 	b.gate.SetCapacity(cfg.MaxConcurrentRequests)
-	b.client = &appClient{Client: gh, installations: newInstallationCache(), destination: dest}
+	b.client = &appClient{Client: gh, installations: newInstallationCache(), destination: dest,
+		bot: newBotIdentityCache(cfg, b.Logger())}
 	return b.client, nil
 }
 

@@ -260,6 +260,7 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 	}
 	resp := b.leaseResponse(roleName, c.BaseURL(), in.id, tok, tr.ttl)
 	resp.Secret.InternalData[leaseDestinationField] = c.destination
+	b.addBotIdentity(ctx, c, tok.Token, resp)
 	if rl := c.Gate().RateLimit(); rl.Low() {
 		resp.AddWarning(fmt.Sprintf("GitHub's rate limit for the App is low: %d of %d requests left until %s",
 			rl.Remaining, rl.Limit, rl.Reset.UTC().Format(time.RFC3339)))
