@@ -193,9 +193,10 @@ func checkNoreplyDomain(raw string) (string, string) {
 		ok = ok && dnsLabel.MatchString(l)
 	}
 	if !ok {
-		return "", fmt.Sprintf("noreply_domain %q is not a DNS name: expected a domain such as users.noreply.github.example.com "+
+		// quoted shows the value only when it is short and on one line: a key pasted here must not be echoed.
+		return "", fmt.Sprintf("%s is not a DNS name: expected a domain such as users.noreply.github.example.com "+
 			"(letters, digits and hyphens in dot-separated labels, no scheme, port or trailing dot), or \"\" for GitHub's "+
-			"for base_url", shorten(raw, 80))
+			"for base_url", quoted("noreply_domain", raw))
 	}
 	return d, ""
 }

@@ -289,7 +289,7 @@ func TestNoreplyDomainRefused(t *testing.T) {
 		"no reply.example.com", "-bad.example.com", "bad-.example.com", "a..example.com", "user@example.com", long} {
 		resp, err := e.do(logical.UpdateOperation, "config", map[string]any{"noreply_domain": bad})
 		_, msg := mustFail(t, resp, err)
-		wantContains(t, msg, "noreply_domain", shorten(bad, 80), "not a DNS name", "users.noreply.github.example.com")
+		wantContains(t, msg, quoted("noreply_domain", bad), "not a DNS name", "users.noreply.github.example.com")
 	}
 	resp, err := e.do(logical.ReadOperation, "config", nil)
 	mustOK(t, resp, err)
