@@ -159,6 +159,12 @@ var (
 		runs: "examples/git-credential-github-app.sh",
 		shows: []string{`filepath.Join(repoRoot, "examples", "git-credential-github-app.sh")`,
 			"checkGitCredentialHelper(t, destination, first)", `"credential", "fill"`}}
+	// TestAgentCommitsAsTheApp runs examples/agent-commit.hcl with Vault Agent, then examples/git-commit-as-app.sh.
+	byAgentCommit = docClaim{test: "TestAgentCommitsAsTheApp", file: "integrationtest/bot_identity_test.go",
+		shows: []string{`readExample(t, "agent-commit.hcl", "")`, `v.bin, "agent", "-config="+configFile`}}
+	byCommitScript = docClaim{test: "TestAgentCommitsAsTheApp", file: "integrationtest/bot_identity_test.go",
+		runs:  "examples/git-commit-as-app.sh",
+		shows: []string{`filepath.Join(repoRoot, "examples", "git-commit-as-app.sh")`, `exec.Command("sh", script, commitMessage)`}}
 	byActionsSetup = docClaim{test: "TestGitHubActionsOIDC", file: "integrationtest/github_actions_test.go",
 		runs: "examples/github-actions-setup.sh", shows: []string{`v.runExampleScript(t, exdir, "github-actions-setup.sh")`}}
 	byActionsDeploy = docClaim{test: "TestGitHubActionsOIDC", file: "integrationtest/github_actions_test.go",
@@ -213,8 +219,17 @@ var docsRunElsewhere = map[string][]docClaim{
 	"vault operator raft snapshot save backup.snap":                                                                                                  {byCluster},
 	"vault operator raft snapshot restore backup.snap":                                                                                               {byCluster},
 
-	// docs/recipes.md: the git credential helper (examples/git-credential-github-app.sh, shown verbatim).
-	"set -eu": {byGitHelper},
+	// docs/recipes.md: committing as the App (examples/agent-commit.hcl and git-commit-as-app.sh, shown verbatim).
+	"vault agent -config=examples/agent-commit.hcl":            {byAgentCommit},
+	"identity=${GIT_IDENTITY_FILE:-/run/secrets/git-identity}": {byCommitScript},
+	`git config include.path "$identity"`:                      {byCommitScript},
+	"git add -A":                                               {byCommitScript},
+	`git commit -m "$1"`:                                       {byCommitScript},
+	"git push":                                                 {byCommitScript},
+
+	// docs/recipes.md: the git credential helper (examples/git-credential-github-app.sh, shown verbatim), and the
+	// commit script, which starts the same way.
+	"set -eu": {byGitHelper, byCommitScript},
 	"token_file=${GITHUB_TOKEN_FILE:-/run/secrets/github-token}": {byGitHelper},
 	`[ "${1:-}" = get ] || exit 0`:                               {byGitHelper},
 	`printf 'username=x-access-token\n'`:                         {byGitHelper},
