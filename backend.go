@@ -75,6 +75,7 @@ type appClient struct {
 	// destination names how the client reaches GitHub (base URL, CA bundle, proxy); its leases record it, and are
 	// revoked through it.
 	destination string
+	bot         *botIdentityCache
 }
 
 // Factory builds and sets up the backend; Vault calls it when the plugin is mounted or loaded.

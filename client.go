@@ -51,6 +51,7 @@ func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient,
 		installations: newInstallationCache(),
 		repositories:  newRepositoryCache(defaultRepositoryListTTL),
 		destination:   dest,
+		bot:           newBotIdentityCache(cfg, b.Logger()),
 	}
 	return b.client, nil
 }

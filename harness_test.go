@@ -363,10 +363,11 @@ func sorted(s []string) []string {
 
 // ------------------------------------------------------------------------------ GitHub's answers, routes, time
 
-// mintRoute is the token request's route, as the emulator counts calls.
+// mintRoute is the token request's route, as the emulator counts calls; userRoute the bot user's lookup.
 const (
 	mintRouteTemplate = "/app/installations/{installation_id}/access_tokens"
 	mintRoute         = "POST " + mintRouteTemplate
+	userRoute         = "GET /users/{username}"
 )
 
 // testClock is the backend's clock in tests that move time.

@@ -55,6 +55,8 @@ type githubConfig struct {
 	Fingerprint           string `json:"private_key_fingerprint"`
 	AppSlug               string `json:"app_slug,omitempty"`
 	AppName               string `json:"app_name,omitempty"`
+	// NoreplyDomain overrides the domain of the App's commit email (bot_identity.go); "" means GitHub's for BaseURL.
+	NoreplyDomain string `json:"noreply_domain,omitempty"`
 
 	// parsedKey is PrivateKey as checked by the write that gave it, so that the write parses it once. Never stored.
 	parsedKey *rsa.PrivateKey
@@ -159,6 +161,13 @@ func pathConfig(b *backend) *framework.Path {
 					Name: "Max concurrent requests",
 				},
 			},
+			"noreply_domain": {
+				Type:        framework.TypeString,
+				Description: "The domain of the App's commit email in token responses (commit_email, <bot_user_id>+<slug>[bot]@<noreply_domain>). Leave it empty for GitHub's: users.noreply.github.com on github.com, users.noreply.SUBDOMAIN.ghe.com on GHE.com, users.noreply.HOST on GitHub Enterprise Server. Set it when your GitHub Enterprise Server uses another no-reply domain.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name: "No-reply domain",
+				},
+			},
 			"verify": {
 				Type:        framework.TypeBool,
 				Default:     true,
@@ -226,6 +235,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"private_key_fingerprint": cfg.Fingerprint,
 		"app_slug":                cfg.AppSlug,
 		"app_name":                cfg.AppName,
+		"noreply_domain":          cfg.NoreplyDomain,
 	}
 	return &logical.Response{Data: data}, nil
 }
@@ -416,6 +426,13 @@ func applyConfigFields(cfg *githubConfig, d *framework.FieldData) []string {
 			problems = append(problems, fmt.Sprintf("max_concurrent_requests %d is out of range: expected 1 to %d (GitHub allows an App %d concurrent requests)", n, maxConcurrentRequests, maxConcurrentRequests))
 		}
 		cfg.MaxConcurrentRequests = n
+	}
+	if v, ok := d.GetOk("noreply_domain"); ok {
+		domain, problem := checkNoreplyDomain(v.(string))
+		if problem != "" {
+			problems = append(problems, problem)
+		}
+		cfg.NoreplyDomain = domain
 	}
 	if v, ok := d.GetOk("request_timeout"); ok {
 		t := time.Duration(v.(int)) * time.Second

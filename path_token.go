@@ -280,6 +280,7 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, roleName string, 
 	if unstated != "" {
 		resp.AddWarning(unstated)
 	}
+	b.addBotIdentity(ctx, c, tok.Token, resp)
 	if rl := c.Gate().RateLimit(); rl.Low() {
 		resp.AddWarning(fmt.Sprintf("GitHub's rate limit for the App is low: %d of %d requests left until %s",
 			rl.Remaining, rl.Limit, rl.Reset.UTC().Format(time.RFC3339)))

@@ -96,20 +96,30 @@ func (b *backend) destinationName(ctx context.Context, s logical.Storage, cfg *g
 	return targetOf(cfg).name(key), nil
 }
 
-// putRevocationTarget records how the config reaches its GitHub, unless that destination is recorded already.
+// putRevocationTarget records how the config reaches its GitHub, unless that destination is recorded already. It
+// also leaves the entry that the previous release keys by base URL, when there is none, so that a downgrade can still
+// revoke what this version minted; never overwriting it, so that no later config can redirect it.
 func (b *backend) putRevocationTarget(ctx context.Context, s logical.Storage, cfg *githubConfig) error {
 	name, err := b.destinationName(ctx, s, cfg)
 	if err != nil {
 		return err
 	}
-	existing, err := s.Get(ctx, destinationPrefix+name)
+	if err := putTargetOnce(ctx, s, destinationPrefix+name, targetOf(cfg)); err != nil {
+		return err
+	}
+	return putTargetOnce(ctx, s, earlierTargetPath(cfg.BaseURL), targetOf(cfg))
+}
+
+// putTargetOnce stores t at path unless an entry is there already.
+func putTargetOnce(ctx context.Context, s logical.Storage, path string, t revocationTarget) error {
+	existing, err := s.Get(ctx, path)
 	if err != nil {
 		return fmt.Errorf("reading the revocation target: %w", err)
 	}
 	if existing != nil {
 		return nil
 	}
-	entry, err := logical.StorageEntryJSON(destinationPrefix+name, targetOf(cfg))
+	entry, err := logical.StorageEntryJSON(path, t)
 	if err != nil {
 		return fmt.Errorf("encoding the revocation target: %w", err)
 	}
@@ -134,17 +144,23 @@ func getTarget(ctx context.Context, s logical.Storage, path string) (*revocation
 
 // earlierLeaseTarget is the destination of a lease minted before leases named theirs (by v0.2.0 or earlier), which
 // holds only its base URL. v0.2.0 kept one target per base URL and overwrote it with each config write; this version
-// never writes it, so it is what the last config saved before the upgrade left, and no later config can change it.
+// writes it only where there is none, so it is what the last config saved before the upgrade left, and no later
+// config can change it.
 // Without one, the base URL is reached directly (system CAs and proxy environment), never through a later config's
 // proxy. Such leases end within an hour of the upgrade: GitHub's tokens live no longer, and lease TTLs are capped to
 // them.
 func earlierLeaseTarget(ctx context.Context, s logical.Storage, baseURL string) (*revocationTarget, error) {
-	sum := sha256.Sum256([]byte(baseURL))
-	t, err := getTarget(ctx, s, revocationTargetPrefix+hex.EncodeToString(sum[:]))
+	t, err := getTarget(ctx, s, earlierTargetPath(baseURL))
 	if err != nil || t != nil {
 		return t, err
 	}
 	return &revocationTarget{BaseURL: baseURL}, nil
+}
+
+// earlierTargetPath is where the previous release keeps the revocation target of a base URL.
+func earlierTargetPath(baseURL string) string {
+	sum := sha256.Sum256([]byte(baseURL))
+	return revocationTargetPrefix + hex.EncodeToString(sum[:])
 }
 
 // revocationClient returns a client that revokes through the lease's destination, named dest (empty for a lease of

@@ -208,3 +208,31 @@ func TestRevocationOfLeasesOfAnEarlierConfig(t *testing.T) {
 		t.Fatalf("not revoked through the proxy (revoked %v)", info.Revoked)
 	}
 }
+
+// TestEarlierVersionFindsRevocationTarget: after a downgrade, the previous release revokes a lease through the target
+// it keys by base URL. A config saved by this version leaves one there when none is, and never overwrites one, so
+// that a later config cannot redirect what the previous release would revoke through.
+func TestEarlierVersionFindsRevocationTarget(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure(nil)
+	sum := sha256.Sum256([]byte(e.srv.URL))
+	legacyKey := "revocation/" + hex.EncodeToString(sum[:])
+	read := func() *revocationTarget {
+		t.Helper()
+		target, err := getTarget(context.Background(), e.storage, legacyKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return target
+	}
+	first := read()
+	if first == nil || first.BaseURL != e.srv.URL || first.ProxyURL != "" {
+		t.Fatalf("the target keyed by base URL is %+v, want the first config's destination (%s, no proxy)", first, e.srv.URL)
+	}
+
+	p := newRecordingProxy(t)
+	p.takeOver(e, e.srv.URL)
+	if after := read(); after == nil || *after != *first {
+		t.Fatalf("a later config changed the target keyed by base URL to %+v, want %+v", after, first)
+	}
+}

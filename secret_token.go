@@ -58,6 +58,22 @@ func secretToken(b *backend) *framework.Secret {
 				Type:        framework.TypeString,
 				Description: "The base64 of the token's SHA-256: the form GitHub's audit log shows.",
 			},
+			"app_slug": {
+				Type:        framework.TypeString,
+				Description: "The slug of the App that minted the token. It is left out, with a warning, while the App's bot user cannot be looked up.",
+			},
+			"bot_login": {
+				Type:        framework.TypeString,
+				Description: "The login of the App's bot user, <app_slug>[bot]: the name to commit as, for example in git config user.name.",
+			},
+			"bot_user_id": {
+				Type:        framework.TypeInt64,
+				Description: "The GitHub user ID of the App's bot user, looked up once per App and cached.",
+			},
+			"commit_email": {
+				Type:        framework.TypeString,
+				Description: "The email address that attributes commits to the App's bot user, <bot_user_id>+<bot_login>@<noreply domain>: the address for git config user.email.",
+			},
 		},
 		// GitHub cannot extend an installation token, so there is no Renew: Vault refuses renewal.
 		Revoke: b.secretTokenRevoke,

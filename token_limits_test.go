@@ -18,7 +18,8 @@ import (
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/fakegithub"
 )
 
-// TestTokenSteadyStateCalls: an owner-bound role costs one lookup, then one GitHub call per mint, and one JWT.
+// TestTokenSteadyStateCalls: an owner-bound role costs one lookup and the App one bot user lookup, then one GitHub
+// call per mint, and one JWT.
 func TestTokenSteadyStateCalls(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure(nil)
@@ -29,8 +30,8 @@ func TestTokenSteadyStateCalls(t *testing.T) {
 	}
 	st := e.gh.Stats()
 	t.Logf("50 mints: %d GitHub calls (%v), %d distinct JWTs", st.TotalCalls, st.Calls, st.DistinctJWTs)
-	if st.TotalCalls > 51 || st.Calls[mintRoute] != 50 {
-		t.Fatalf("50 mints cost %d calls (%v), want at most 51", st.TotalCalls, st.Calls)
+	if st.TotalCalls > 52 || st.Calls[mintRoute] != 50 || st.Calls[userRoute] != 1 {
+		t.Fatalf("50 mints cost %d calls (%v), want at most 52", st.TotalCalls, st.Calls)
 	}
 	if st.DistinctJWTs != 1 || e.b.client.JWTSignatures() != 1 {
 		t.Fatalf("%d distinct JWTs, %d signatures", st.DistinctJWTs, e.b.client.JWTSignatures())

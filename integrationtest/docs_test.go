@@ -63,7 +63,7 @@ type docRunSpec struct {
 // docsRunHere: the commands this test runs, on the shared dev server, in the order the documentation shows them.
 var docsRunHere = map[string]docRunSpec{
 	// README: Install (the rest of its block is TestInstallFromRelease's). It mounts the engine at github/.
-	"vault secrets enable -path=github -plugin-version=v0.2.0 vault-plugin-secrets-github-app": {check: (*docsRun).mounted},
+	"vault secrets enable -path=github -plugin-version=v0.3.0 vault-plugin-secrets-github-app": {check: (*docsRun).mounted},
 	// README: Configure.
 	"vault write github/config app_id=123456 client_id=Iv23liAbCdEf01234567 private_key=@my-app.private-key.pem": {},
 	"vault read github/config": {check: (*docsRun).configRead},
@@ -100,8 +100,8 @@ type docSub struct{ doc, test string }
 func docsSubstitutions(s *shared, dir string) []docSub {
 	fixture := fakegithub.DemoFixture()
 	return []docSub{
-		// The version the shared server registered the plugin with (the VERSION file's, v0.2.0 at the time of writing).
-		{"-plugin-version=v0.2.0", "-plugin-version=" + s.bins.pluginVersion},
+		// The version the shared server registered the plugin with (the VERSION file's, v0.3.0 at the time of writing).
+		{"-plugin-version=v0.3.0", "-plugin-version=" + s.bins.pluginVersion},
 		{"app_id=123456", fmt.Sprintf("app_id=%d", appID)},
 		{"client_id=Iv23liAbCdEf01234567", "client_id=" + fixture.Apps[0].ClientID},
 		// The App's key, and the emulator's URL in the same write (the one field the docs leave to its default).
@@ -159,6 +159,12 @@ var (
 		runs: "examples/git-credential-github-app.sh",
 		shows: []string{`filepath.Join(repoRoot, "examples", "git-credential-github-app.sh")`,
 			"checkGitCredentialHelper(t, destination, first)", `"credential", "fill"`}}
+	// TestAgentCommitsAsTheApp runs examples/agent-commit.hcl with Vault Agent, then examples/git-commit-as-app.sh.
+	byAgentCommit = docClaim{test: "TestAgentCommitsAsTheApp", file: "integrationtest/bot_identity_test.go",
+		shows: []string{`readExample(t, "agent-commit.hcl", "")`, `v.bin, "agent", "-config="+configFile`}}
+	byCommitScript = docClaim{test: "TestAgentCommitsAsTheApp", file: "integrationtest/bot_identity_test.go",
+		runs:  "examples/git-commit-as-app.sh",
+		shows: []string{`filepath.Join(repoRoot, "examples", "git-commit-as-app.sh")`, `exec.Command("sh", script, commitMessage)`}}
 	byActionsSetup = docClaim{test: "TestGitHubActionsOIDC", file: "integrationtest/github_actions_test.go",
 		runs: "examples/github-actions-setup.sh", shows: []string{`v.runExampleScript(t, exdir, "github-actions-setup.sh")`}}
 	byActionsDeploy = docClaim{test: "TestGitHubActionsOIDC", file: "integrationtest/github_actions_test.go",
@@ -172,16 +178,16 @@ var docsRunElsewhere = map[string][]docClaim{
 	"make test": {byCI},
 
 	// README: Install.
-	"URL=https://github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/releases/download/v0.2.0": {byInstall},
-	`curl -fsSLO "$URL/vault-plugin-secrets-github-app_0.2.0_linux_amd64.zip"`:                                        {byInstall},
-	`curl -fsSLO "$URL/vault-plugin-secrets-github-app_0.2.0_SHA256SUMS"`:                                             {byInstall},
-	"sha256sum -c --ignore-missing vault-plugin-secrets-github-app_0.2.0_SHA256SUMS":                                  {byInstall},
-	"unzip vault-plugin-secrets-github-app_0.2.0_linux_amd64.zip":                                                     {byInstall},
+	"URL=https://github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/releases/download/v0.3.0": {byInstall},
+	`curl -fsSLO "$URL/vault-plugin-secrets-github-app_0.3.0_linux_amd64.zip"`:                                        {byInstall},
+	`curl -fsSLO "$URL/vault-plugin-secrets-github-app_0.3.0_SHA256SUMS"`:                                             {byInstall},
+	"sha256sum -c --ignore-missing vault-plugin-secrets-github-app_0.3.0_SHA256SUMS":                                  {byInstall},
+	"unzip vault-plugin-secrets-github-app_0.3.0_linux_amd64.zip":                                                     {byInstall},
 	"./vault-plugin-secrets-github-app -version":                                                                      {byInstall},
 	"cp vault-plugin-secrets-github-app /etc/vault/plugins/":                                                          {byInstall},
 	"SHA256=$(sha256sum /etc/vault/plugins/vault-plugin-secrets-github-app | cut -d' ' -f1)":                          {byInstall},
 	// Also in docs/production.md.
-	`vault plugin register -sha256="$SHA256" -version=v0.2.0 secret vault-plugin-secrets-github-app`: {byInstall, byCluster},
+	`vault plugin register -sha256="$SHA256" -version=v0.3.0 secret vault-plugin-secrets-github-app`: {byInstall, byCluster},
 
 	// docs/agent.md.
 	"vault agent -config=examples/agent.hcl": {byAgent},
@@ -203,18 +209,27 @@ var docsRunElsewhere = map[string][]docClaim{
 	"vault operator raft list-peers":                     {byCluster},
 	"vault operator raft autopilot state":                {byCluster},
 	"vault operator step-down":                           {byCluster},
-	"cp vault-plugin-secrets-github-app /etc/vault/plugins/vault-plugin-secrets-github-app_v0.2.1":                                                   {byClusterUpgrade},
-	`vault plugin register -sha256="$SHA256" -version=v0.2.1 -command=vault-plugin-secrets-github-app_v0.2.1 secret vault-plugin-secrets-github-app`: {byCluster},
-	"vault secrets tune -plugin-version=v0.2.1 github/":                                                                                              {byCluster},
+	"cp vault-plugin-secrets-github-app /etc/vault/plugins/vault-plugin-secrets-github-app_v0.3.1":                                                   {byClusterUpgrade},
+	`vault plugin register -sha256="$SHA256" -version=v0.3.1 -command=vault-plugin-secrets-github-app_v0.3.1 secret vault-plugin-secrets-github-app`: {byCluster},
+	"vault secrets tune -plugin-version=v0.3.1 github/":                                                                                              {byCluster},
 	"vault plugin reload -type=secret -plugin=vault-plugin-secrets-github-app -scope=global":                                                         {byCluster},
-	"vault secrets tune -plugin-version=v0.2.0 github/":                                                                                              {byCluster},
+	"vault secrets tune -plugin-version=v0.3.0 github/":                                                                                              {byCluster},
 	"vault write sys/plugins/reload/backend mounts=github/ scope=global":                                                                             {byCluster},
-	"vault plugin deregister -version=v0.2.1 secret vault-plugin-secrets-github-app":                                                                 {byCluster},
+	"vault plugin deregister -version=v0.3.1 secret vault-plugin-secrets-github-app":                                                                 {byCluster},
 	"vault operator raft snapshot save backup.snap":                                                                                                  {byCluster},
 	"vault operator raft snapshot restore backup.snap":                                                                                               {byCluster},
 
-	// docs/recipes.md: the git credential helper (examples/git-credential-github-app.sh, shown verbatim).
-	"set -eu": {byGitHelper},
+	// docs/recipes.md: committing as the App (examples/agent-commit.hcl and git-commit-as-app.sh, shown verbatim).
+	"vault agent -config=examples/agent-commit.hcl":            {byAgentCommit},
+	"identity=${GIT_IDENTITY_FILE:-/run/secrets/git-identity}": {byCommitScript},
+	`git config include.path "$identity"`:                      {byCommitScript},
+	"git add -A":                                               {byCommitScript},
+	`git commit -m "$1"`:                                       {byCommitScript},
+	"git push":                                                 {byCommitScript},
+
+	// docs/recipes.md: the git credential helper (examples/git-credential-github-app.sh, shown verbatim), and the
+	// commit script, which starts the same way.
+	"set -eu": {byGitHelper, byCommitScript},
 	"token_file=${GITHUB_TOKEN_FILE:-/run/secrets/github-token}": {byGitHelper},
 	`[ "${1:-}" = get ] || exit 0`:                               {byGitHelper},
 	`printf 'username=x-access-token\n'`:                         {byGitHelper},

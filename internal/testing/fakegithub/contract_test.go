@@ -52,6 +52,10 @@ func TestContract(t *testing.T) {
 					{"GET", "/app/installations", pool, nil, 200},
 					{"POST", "/app/installations/2102/access_tokens", pool, nil, 201},
 					{"POST", "/app/installations/2001/access_tokens", pool, nil, 404},
+					{"GET", "/users/vault-demo%5Bbot%5D", "", nil, 200},
+					{"GET", "/users/vault-demo-2%5Bbot%5D", pool, nil, 200},
+					{"GET", "/users/acme", "", nil, 200},
+					{"GET", "/users/nobody%5Bbot%5D", "", nil, 404},
 				}
 				for _, c := range checks {
 					resp := e.do(c.method, prefix+c.path, c.auth, c.body, v)
@@ -67,6 +71,9 @@ func TestContract(t *testing.T) {
 				if resp := e.do("GET", prefix+"/rate_limit", "token "+tok.Token, nil, v); resp.status != 200 {
 					t.Errorf("rate_limit: %d %s", resp.status, resp.body)
 				}
+				if resp := e.do("GET", prefix+"/users/vault-demo%5Bbot%5D", "token "+tok.Token, nil, v); resp.status != 200 {
+					t.Errorf("bot user: %d %s", resp.status, resp.body)
+				}
 				if resp := e.do("DELETE", prefix+"/installation/token", "token "+tok.Token, nil, v); resp.status != 204 {
 					t.Errorf("revoke: %d %s", resp.status, resp.body)
 				}
@@ -81,6 +88,9 @@ func TestContract(t *testing.T) {
 				}
 				if resp := e.do("GET", prefix+"/rate_limit", spent, nil, v); resp.status != 200 {
 					t.Errorf("rate_limit with nothing left: %d %s", resp.status, resp.body)
+				}
+				if resp := e.do("GET", prefix+"/users/vault-demo-2%5Bbot%5D", spent, nil, v); resp.status != 403 {
+					t.Errorf("bot user with nothing left: %d, want 403", resp.status)
 				}
 			})
 		}

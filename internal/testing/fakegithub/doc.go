@@ -22,7 +22,12 @@
 //	POST   /app/installations/{installation_id}/access_tokens
 //	DELETE /installation/token                           (authenticated by the token itself)
 //	GET    /installation/repositories                    (what a token reaches)
+//	GET    /users/{username}                             (an App's bot user "<slug>[bot]", or a known account)
 //	GET    /rate_limit
+//
+// GET /users/{username} answers with GitHub's public-user object, with or without credentials;
+// with an installation token it is that installation's call (its budget, its App's faults), and
+// a suspended installation's token is refused there with 403, as elsewhere.
 //
 // Faults (latency, 5xx, rate limits, clock skew, outages, over-granting, token answers that
 // leave out the token's scope) are injected with Server.SetFaults or PUT /_fake/faults; see
@@ -100,6 +105,7 @@
 //	      "slug": "vault-demo",
 //	      "name": "Vault Demo",
 //	      "owner": "acme",
+//	      "bot_user_id": 149200001,
 //	      "public_keys": ["-----BEGIN PUBLIC KEY-----\n...\n-----END PUBLIC KEY-----\n"]
 //	    }
 //	  ],
@@ -123,7 +129,9 @@
 //	}
 //
 // Defaults: client_id is generated from the ID, slug from the name, owner is the first
-// installation's account, account_id is derived from the login (stable across runs),
+// installation's account, bot_user_id (the ID of the App's bot user, "<slug>[bot]", served by
+// GET /users/{username} and shown by Server.BotUser) is derived from the slug, account_id is
+// derived from the login (both stable across runs),
 // account_type is "Organization", repository_selection is "all", repository IDs are
 // generated. Repositories list what the installation reaches (for "all", every repository
 // of the account). Permission levels are checked against GitHub's schema. public_keys is

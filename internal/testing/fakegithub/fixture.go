@@ -37,6 +37,9 @@ type App struct {
 	// RateLimit, when set, is the App's own budget at the start (spent by calls with its JWT),
 	// enforced as SetAppRateLimit enforces it.
 	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+	// BotUserID is the user ID of the App's bot user, "<slug>[bot]", which commits made as the
+	// App are attributed to; derived from the slug (stable across runs) when 0.
+	BotUserID int64 `json:"bot_user_id,omitempty"`
 }
 
 // Installation is an App installed on an organization or user account.
@@ -203,8 +206,14 @@ func normalizeApp(a App, installations []Installation) (App, error) {
 			return a, fmt.Errorf("app %d: rate_limit: %w", a.ID, err)
 		}
 	}
+	if a.BotUserID < 0 {
+		return a, fmt.Errorf("app %d: bot_user_id %d: must be positive", a.ID, a.BotUserID)
+	}
 	return a, nil
 }
+
+// botLogin is the login of an App's bot user, as GitHub spells it.
+func botLogin(slug string) string { return slug + "[bot]" }
 
 func slugify(name string) string {
 	var b strings.Builder

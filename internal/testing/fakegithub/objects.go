@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -67,7 +68,7 @@ type simpleUser struct {
 }
 
 func (l links) user(a account) simpleUser {
-	api := l.api + "/users/" + a.login
+	api := l.api + "/users/" + url.PathEscape(a.login)
 	avatar := fmt.Sprintf("https://avatars.githubusercontent.com/u/%d?v=4", a.id)
 	if l.web != "https://github.com" {
 		avatar = fmt.Sprintf("%s/avatars/u/%d?", l.web, a.id)

@@ -53,6 +53,8 @@ func newRoutes() []*route {
 			doc: "https://docs.github.com/rest/apps/installations#revoke-an-installation-access-token", handle: (*Server).revokeToken},
 		{method: http.MethodGet, pattern: "/installation/repositories", auth: authInstallation,
 			doc: "https://docs.github.com/rest/apps/installations#list-repositories-accessible-to-the-app-installation", handle: (*Server).listTokenRepositories},
+		{method: http.MethodGet, pattern: "/users/{username}", auth: authOptional,
+			doc: "https://docs.github.com/rest/users/users#get-a-user", handle: (*Server).getUser},
 		{method: http.MethodGet, pattern: "/rate_limit", auth: authOptional,
 			doc: "https://docs.github.com/rest/rate-limit/rate-limit#get-rate-limit-status-for-the-authenticated-user", handle: (*Server).getRateLimit},
 	}

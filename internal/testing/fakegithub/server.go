@@ -267,7 +267,7 @@ func (c *call) authenticate() *apiError {
 		switch {
 		case cred == "":
 		case isInstallationToken(scheme, cred):
-			c.token, e = c.s.authenticateToken(c.r, true)
+			c.token, e = c.s.authenticateToken(c.r, c.route.pattern == "/rate_limit")
 		default:
 			c.app, e = c.s.authenticateApp(c.r)
 		}

@@ -27,6 +27,8 @@ type state struct {
 	repoByID       map[int64]string   // repository ID → "owner/name", lower-case
 	tokens         map[string]*tokenState
 	nextRepoID     int64
+	bots           map[string]*appState // lower-case bot login ("<slug>[bot]") → App
+	botIDs         map[int64]*appState  // bot user ID → App
 }
 
 type appState struct {
@@ -70,6 +72,8 @@ func newState() state {
 		repoByID:       make(map[int64]string),
 		tokens:         make(map[string]*tokenState),
 		nextRepoID:     100_000_000,
+		bots:           make(map[string]*appState),
+		botIDs:         make(map[int64]*appState),
 	}
 }
 
@@ -79,6 +83,19 @@ func (st *state) addApp(a App) error {
 	}
 	if _, dup := st.appsByClientID[a.ClientID]; dup {
 		return fmt.Errorf("app %d: client_id %q used twice", a.ID, a.ClientID)
+	}
+	bot := strings.ToLower(botLogin(a.Slug))
+	if other, dup := st.bots[bot]; dup {
+		return fmt.Errorf("app %d: slug %q is app %d's already; GitHub's slugs are unique", a.ID, a.Slug, other.ID)
+	}
+	switch other, dup := st.botIDs[a.BotUserID]; {
+	case a.BotUserID == 0:
+		a.BotUserID = generatedAccountID(bot)
+		for st.botIDs[a.BotUserID] != nil {
+			a.BotUserID++
+		}
+	case dup:
+		return fmt.Errorf("app %d: bot_user_id %d is app %d's already", a.ID, a.BotUserID, other.ID)
 	}
 	as := &appState{App: a}
 	as.PublicKeys = nil // kept parsed in keys
@@ -91,6 +108,8 @@ func (st *state) addApp(a App) error {
 	}
 	st.apps[a.ID] = as
 	st.appsByClientID[a.ClientID] = as
+	st.bots[bot] = as
+	st.botIDs[a.BotUserID] = as
 	return nil
 }
 

@@ -19,6 +19,7 @@ func TestDocumentsLoadAndValidate(t *testing.T) {
 		{"GET", "/app/installations/{installation_id}"},
 		{"GET", "/orgs/{org}/installation"},
 		{"GET", "/users/{username}/installation"},
+		{"GET", "/users/{username}"},
 		{"GET", "/rate_limit"},
 	}
 	for _, edition := range Editions() {
