@@ -9,10 +9,8 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/framework"
 
@@ -30,9 +28,6 @@ const (
 	// maxRepositories is GitHub's limit on repositories (names and IDs together) in one token request. It also bounds
 	// every list parameter, checked before any other work on it.
 	maxRepositories = 500
-	// maxNamedItems bounds how many items one error message names, and maxItemBytes how much of each it quotes.
-	maxNamedItems = 20
-	maxItemBytes  = 300
 )
 
 var (
@@ -398,60 +393,4 @@ func validRepoName(name string) bool {
 
 func badRepoName(name string) string {
 	return fmt.Sprintf("repository %q is not a valid repository name: expected letters, digits, '.', '-' and '_', at most 100 characters", name)
-}
-
-// typeName names the JSON type of a value, for messages that must not quote it.
-func typeName(v any) string {
-	if _, ok := v.(json.Number); ok {
-		return "a number"
-	}
-	switch reflect.ValueOf(v).Kind() {
-	case reflect.Slice, reflect.Array:
-		return "a list"
-	case reflect.Map:
-		return "an object"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.String:
-		return "a string"
-	case reflect.Invalid:
-		return "null"
-	default:
-		return "a number"
-	}
-}
-
-// joinItems joins problems or refused items for one message, naming at most maxNamedItems of them, each cut to
-// maxItemBytes: an error's size must not grow with its input.
-func joinItems(items []string) string {
-	n := min(len(items), maxNamedItems)
-	shown := make([]string, n)
-	for i, item := range items[:n] {
-		shown[i] = shorten(item, maxItemBytes)
-	}
-	if len(items) <= maxNamedItems {
-		return strings.Join(shown, "; ")
-	}
-	return fmt.Sprintf("%s; and %d more", strings.Join(shown, "; "), len(items)-maxNamedItems)
-}
-
-// shorten cuts s to at most n bytes at a character boundary, marking the cut.
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s… (%d bytes)", s[:cut], len(s))
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
