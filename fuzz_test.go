@@ -225,7 +225,7 @@ func rolePermissions(t *testing.T, text string) map[string]string {
 	if err != nil {
 		return nil
 	}
-	out, _, _ := normalizePermissions(m)
+	out, _ := normalizePermissions(m)
 	return out
 }
 
@@ -289,7 +289,8 @@ func FuzzRolePermissions(f *testing.F) {
 			}
 		}
 
-		out, problems, warnings := normalizePermissions(m)
+		out, p := normalizePermissions(m)
+		problems, warnings := p.malformed, p.warnings
 		if len(out)+len(problems) != len(m) {
 			t.Fatalf("%d permissions read, %d stored and %d refused", len(m), len(out), len(problems))
 		}
@@ -360,7 +361,8 @@ func FuzzTokenPermissions(f *testing.F) {
 	f.Fuzz(func(t *testing.T, rolePerms, asked string, typed bool) {
 		r := &role{Owner: "acme", Permissions: rolePermissions(t, rolePerms)}
 		raw := rawValue(asked, typed)
-		perms, problems, denied := askedPermissions(r, raw)
+		perms, p := askedPermissions(r, raw)
+		problems, denied := p.malformed, p.denied
 		entries, object := entriesOf(raw)
 		items := append(slices.Clone(problems), denied...)
 		checkItems(t, items, longestText(raw))
@@ -451,13 +453,13 @@ func FuzzRepositories(f *testing.F) {
 		if roleRepos != "" {
 			in = strings.Split(roleRepos, ",")
 		}
-		stored, problems := normalizeRepositories(in, r.Owner)
-		checkStoredNames(t, in, r.Owner, stored, problems)
+		stored, p := normalizeRepositories(in, r.Owner)
+		checkStoredNames(t, in, r.Owner, stored, p.malformed)
 		r.Repositories = stored
 		// The IDs as a role write stores them (FuzzRoleFields checks that write); invalid IDs leave none.
 		if roleIDs != "" {
 			d := &framework.FieldData{Raw: map[string]any{"name": "fuzz", "repository_ids": roleIDs}, Schema: roleFields()}
-			if idRole := cloneRole(*r); d.Validate() == nil && len(applyRoleFields(idRole, d, &logical.Response{})) == 0 {
+			if idRole := cloneRole(*r); d.Validate() == nil && len(applyRoleFields(idRole, d).malformed) == 0 {
 				r.RepositoryIDs = idRole.RepositoryIDs
 			}
 		}
@@ -543,7 +545,8 @@ func installedFor(raw any) []github.Repository {
 
 func checkAskedNames(t *testing.T, r *role, raw any, installed []github.Repository) {
 	t.Helper()
-	names, problems, denied := askedRepositories(r, raw)
+	names, p := askedRepositories(r, raw)
+	problems, denied := p.malformed, p.denied
 	items := append(slices.Clone(problems), denied...)
 	checkItems(t, items, max(longestText(raw), len(r.Owner)))
 	entries, _ := entriesOf(raw)
@@ -604,7 +607,8 @@ func checkGitHubSpelling(t *testing.T, names []string, installed []github.Reposi
 
 func checkAskedIDs(t *testing.T, r *role, raw any) {
 	t.Helper()
-	ids, problems, denied := askedRepositoryIDs(r, raw)
+	ids, p := askedRepositoryIDs(r, raw)
+	problems, denied := p.malformed, p.denied
 	items := append(slices.Clone(problems), denied...)
 	checkItems(t, items, longestText(raw))
 	entries, _ := entriesOf(raw)
@@ -702,8 +706,7 @@ func FuzzRoleFields(f *testing.F) {
 		if d.Validate() != nil {
 			return // the framework refuses it with 400 before the handler runs
 		}
-		resp := &logical.Response{}
-		problems := applyRoleFields(r, d, resp)
+		problems := applyRoleFields(r, d).malformed
 		if len(problems) > 0 {
 			checkItems(t, problems, longestText(raw))
 			for _, field := range []string{"repositories", "repository_ids"} {
@@ -916,7 +919,7 @@ func roleFor(write string) *role {
 	d := &framework.FieldData{Raw: raw, Schema: roleFields()}
 	if d.Validate() == nil {
 		r := &role{}
-		if problems := applyRoleFields(r, d, &logical.Response{}); len(problems) == 0 {
+		if len(applyRoleFields(r, d).malformed) == 0 {
 			return r
 		}
 	}
