@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 

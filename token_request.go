@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
