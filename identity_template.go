@@ -20,7 +20,7 @@ import (
 // requesting entity. Role writes check that each template parses and names only identity fields that render to one
 // string; mints render them with the SDK's identitytpl package and check every rendered value as a role write checks
 // a literal one. Any failure refuses the mint with 403: a template never falls back to a wider scope. The rendered
-// role is a copy made for one request; it is never cached, and the stored role (cached in roleCache) is not touched.
+// role is a copy made for one request; it is never cached, and the stored role (cached in roleStore) is not touched.
 
 // directivePatterns are the identity fields a role template may name: those that render to one string in Vault's
 // ACL templating mode. Lists (identity.entity.groups.names) and whole maps (identity.entity.metadata) render to
