@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
@@ -59,9 +58,8 @@ type backend struct {
 	// metrics is the mount's registry (path_metrics.go): one per mount, since one plugin process serves many.
 	metrics *metrics
 
-	roles     *roleCache
-	roleLocks []*locksutil.LockEntry
-	now       func() time.Time
+	roles *roleStore
+	now   func() time.Time
 	// clientOptions lets tests wrap the HTTP transport; nil in production.
 	clientOptions func(*github.Options)
 }
@@ -91,10 +89,9 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 
 func newBackend() *backend {
 	b := &backend{
-		revokers:  map[string]*github.Client{},
-		roles:     newRoleCache(),
-		roleLocks: locksutil.CreateLocks(),
-		now:       time.Now,
+		revokers: map[string]*github.Client{},
+		roles:    newRoleStore(),
+		now:      time.Now,
 	}
 	b.gate = github.NewGate(github.DefaultMaxConcurrent, b.now)
 	b.metrics = newMetrics(b.gate)

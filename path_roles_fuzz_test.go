@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
@@ -61,8 +60,7 @@ func FuzzRoleFields(f *testing.F) {
 		if d.Validate() != nil {
 			return // the framework refuses it with 400 before the handler runs
 		}
-		resp := &logical.Response{}
-		problems := applyRoleFields(r, d, resp)
+		problems := applyRoleFields(r, d).malformed
 		if len(problems) > 0 {
 			checkItems(t, problems, longestText(raw))
 			for _, field := range []string{"repositories", "repository_ids"} {

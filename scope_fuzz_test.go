@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
@@ -28,7 +27,7 @@ func rolePermissions(t *testing.T, text string) map[string]string {
 	if err != nil {
 		return nil
 	}
-	out, _, _ := normalizePermissions(m)
+	out, _ := normalizePermissions(m)
 	return out
 }
 
@@ -92,7 +91,8 @@ func FuzzRolePermissions(f *testing.F) {
 			}
 		}
 
-		out, problems, warnings := normalizePermissions(m)
+		out, p := normalizePermissions(m)
+		problems, warnings := p.malformed, p.warnings
 		if len(out)+len(problems) != len(m) {
 			t.Fatalf("%d permissions read, %d stored and %d refused", len(m), len(out), len(problems))
 		}
@@ -163,7 +163,8 @@ func FuzzTokenPermissions(f *testing.F) {
 	f.Fuzz(func(t *testing.T, rolePerms, asked string, typed bool) {
 		r := &role{Owner: "acme", Permissions: rolePermissions(t, rolePerms)}
 		raw := rawValue(asked, typed)
-		perms, problems, denied := askedPermissions(r, raw)
+		perms, p := askedPermissions(r, raw)
+		problems, denied := p.malformed, p.denied
 		entries, object := entriesOf(raw)
 		items := append(slices.Clone(problems), denied...)
 		checkItems(t, items, longestText(raw))
@@ -254,13 +255,13 @@ func FuzzRepositories(f *testing.F) {
 		if roleRepos != "" {
 			in = strings.Split(roleRepos, ",")
 		}
-		stored, problems := normalizeRepositories(in, r.Owner)
-		checkStoredNames(t, in, r.Owner, stored, problems)
+		stored, p := normalizeRepositories(in, r.Owner)
+		checkStoredNames(t, in, r.Owner, stored, p.malformed)
 		r.Repositories = stored
 		// The IDs as a role write stores them (FuzzRoleFields checks that write); invalid IDs leave none.
 		if roleIDs != "" {
 			d := &framework.FieldData{Raw: map[string]any{"name": "fuzz", "repository_ids": roleIDs}, Schema: roleFields()}
-			if idRole := cloneRole(*r); d.Validate() == nil && len(applyRoleFields(idRole, d, &logical.Response{})) == 0 {
+			if idRole := cloneRole(*r); d.Validate() == nil && len(applyRoleFields(idRole, d).malformed) == 0 {
 				r.RepositoryIDs = idRole.RepositoryIDs
 			}
 		}
@@ -346,7 +347,8 @@ func installedFor(raw any) []github.Repository {
 
 func checkAskedNames(t *testing.T, r *role, raw any, installed []github.Repository) {
 	t.Helper()
-	names, problems, denied := askedRepositories(r, raw)
+	names, p := askedRepositories(r, raw)
+	problems, denied := p.malformed, p.denied
 	items := append(slices.Clone(problems), denied...)
 	checkItems(t, items, max(longestText(raw), len(r.Owner)))
 	entries, _ := entriesOf(raw)
@@ -407,7 +409,8 @@ func checkGitHubSpelling(t *testing.T, names []string, installed []github.Reposi
 
 func checkAskedIDs(t *testing.T, r *role, raw any) {
 	t.Helper()
-	ids, problems, denied := askedRepositoryIDs(r, raw)
+	ids, p := askedRepositoryIDs(r, raw)
+	problems, denied := p.malformed, p.denied
 	items := append(slices.Clone(problems), denied...)
 	checkItems(t, items, longestText(raw))
 	entries, _ := entriesOf(raw)

@@ -114,7 +114,8 @@ func TestInstallationCacheTiedToClient(t *testing.T) {
 	mustOK(t, resp, err)
 
 	// A mint that started before the config change finishes its lookup with the old client.
-	if _, err := e.b.installation(t.Context(), e.storage, old, "ci", r, false); err != nil {
+	m := &mint{b: e.b, s: e.storage, c: old, roleName: "ci", role: r}
+	if _, err := m.installation(t.Context(), false); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.mint("ci").Data["installation_id"]; got != int64(acmeThere) {

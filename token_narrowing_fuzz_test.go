@@ -169,7 +169,7 @@ func roleFor(write string) *role {
 	d := &framework.FieldData{Raw: raw, Schema: roleFields()}
 	if d.Validate() == nil {
 		r := &role{}
-		if problems := applyRoleFields(r, d, &logical.Response{}); len(problems) == 0 {
+		if len(applyRoleFields(r, d).malformed) == 0 {
 			return r
 		}
 	}
