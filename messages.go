@@ -4,6 +4,8 @@
 package githubapp
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -124,4 +126,11 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// hashToken is base64(SHA-256(token)): the form GitHub's audit log shows, which identifies a token in logs without
+// revealing it.
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return base64.StdEncoding.EncodeToString(sum[:])
 }
