@@ -241,6 +241,7 @@ var docsRunElsewhere = map[string][]docClaim{
 // docsNotRunnable: documented commands that no test can run, and why. Their blocks say "untested example".
 var docsNotRunnable = map[string]string{
 	"vault write github/config app_id=12 private_key=@app.pem base_url=https://github.example.com/api/v3 ca_certificate=@corp-ca.pem": "a GitHub Enterprise Server host and its private CA, which a test machine does not have",
+	"vault write github/config client_id=Iv23liEXAMPLE private_key=@app.pem base_url=https://api.octocorp.ghe.com":                    "a GHE.com enterprise, which a test machine cannot reach (ghecom_test.go runs the same base URL against the emulator)",
 }
 
 // ----------------------------------------------------------------------------------------------------- the checks
