@@ -8,6 +8,7 @@ package githubapp
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/signer"
 )
 
 // Version is the plugin's version, set at build time with
@@ -62,6 +64,8 @@ type backend struct {
 	roles     *roleCache
 	roleLocks []*locksutil.LockEntry
 	now       func() time.Time
+	// pkcs11Libraries are the PKCS#11 libraries the operator allows (signer.LibrariesEnv), read once.
+	pkcs11Libraries []string
 	// clientOptions lets tests wrap the HTTP transport; nil in production.
 	clientOptions func(*github.Options)
 }
@@ -95,6 +99,8 @@ func newBackend() *backend {
 		roles:     newRoleCache(),
 		roleLocks: locksutil.CreateLocks(),
 		now:       time.Now,
+
+		pkcs11Libraries: signer.ParseLibraries(os.Getenv(signer.LibrariesEnv)),
 	}
 	b.gate = github.NewGate(github.DefaultMaxConcurrent, b.now)
 	b.metrics = newMetrics(b.gate)
@@ -151,6 +157,10 @@ func (b *backend) reset() {
 func (b *backend) resetLocked() {
 	if b.client != nil {
 		b.client.CloseIdleConnections()
+		if s := b.client.Signer(); s != nil {
+			// A KMS or HSM signer was opened for this client alone (getClient).
+			s.Close()
+		}
 	}
 	b.client = nil
 	b.gate.Forget()
