@@ -203,6 +203,15 @@ func TestSignerDestinationGuard(t *testing.T) {
 		"aws_access_key_id": "", "aws_secret_access_key": ""})
 	mustOK(t, resp, err)
 	wantContains(t, strings.Join(resp.Warnings, "\n"), "default credentials", "needs no secret")
+
+	// Back to a key held by the engine: nothing of the KMS signer stays.
+	resp, err = e.do(logical.UpdateOperation, "config", map[string]any{"signer": "key", "private_key": testKeyPEM})
+	mustOK(t, resp, err)
+	cfg, err := getConfig(t.Context(), e.storage)
+	if err != nil || cfg.Signer != "key" || cfg.KMSKeyID != "" || cfg.AWSRegion != "" || cfg.AWSEndpoint != "" ||
+		cfg.Fingerprint != fingerprintOf(t, testKey) {
+		t.Fatalf("after signer=key: %v %+v", err, cfg.signerReadData())
+	}
 	e.noSecrets(t, kmstest.SecretAccessKey)
 }
 
