@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
@@ -61,9 +60,8 @@ type backend struct {
 	// metrics is the mount's registry (path_metrics.go): one per mount, since one plugin process serves many.
 	metrics *metrics
 
-	roles     *roleCache
-	roleLocks []*locksutil.LockEntry
-	now       func() time.Time
+	roles *roleStore
+	now   func() time.Time
 	// pkcs11Libraries are the PKCS#11 libraries the operator allows (signer.LibrariesEnv), read once.
 	pkcs11Libraries []string
 	// clientOptions lets tests wrap the HTTP transport; nil in production.
@@ -95,10 +93,9 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 
 func newBackend() *backend {
 	b := &backend{
-		revokers:  map[string]*github.Client{},
-		roles:     newRoleCache(),
-		roleLocks: locksutil.CreateLocks(),
-		now:       time.Now,
+		revokers: map[string]*github.Client{},
+		roles:    newRoleStore(),
+		now:      time.Now,
 
 		pkcs11Libraries: signer.ParseLibraries(os.Getenv(signer.LibrariesEnv)),
 	}

@@ -65,31 +65,6 @@ func (c *countingSystemView) ReplicationState() consts.ReplicationState {
 	return c.StaticSystemView.ReplicationState()
 }
 
-type countingStorage struct {
-	logical.Storage
-	calls atomic.Int64
-}
-
-func (c *countingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
-	c.calls.Add(1)
-	return c.Storage.Get(ctx, key)
-}
-
-func (c *countingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
-	c.calls.Add(1)
-	return c.Storage.Put(ctx, e)
-}
-
-func (c *countingStorage) List(ctx context.Context, prefix string) ([]string, error) {
-	c.calls.Add(1)
-	return c.Storage.List(ctx, prefix)
-}
-
-func (c *countingStorage) Delete(ctx context.Context, key string) error {
-	c.calls.Add(1)
-	return c.Storage.Delete(ctx, key)
-}
-
 func (h *benchHarness) vaultCalls() int64 { return h.sys.calls.Load() + h.st.calls.Load() }
 
 // benchEnv is a configured backend with the bench role. wrap, when set, wraps the plugin's HTTP transport.

@@ -19,8 +19,6 @@ import (
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
-const userRoute = "GET /users/{username}"
-
 // botFields are the fields of a token response that name the App's bot user.
 var botFields = []string{"app_slug", "bot_login", "bot_user_id", "commit_email"}
 

@@ -20,7 +20,7 @@ import (
 // requesting entity. Role writes check that each template parses and names only identity fields that render to one
 // string; mints render them with the SDK's identitytpl package and check every rendered value as a role write checks
 // a literal one. Any failure refuses the mint with 403: a template never falls back to a wider scope. The rendered
-// role is a copy made for one request; it is never cached, and the stored role (cached in roleCache) is not touched.
+// role is a copy made for one request; it is never cached, and the stored role (cached in roleStore) is not touched.
 
 // directivePatterns are the identity fields a role template may name: those that render to one string in Vault's
 // ACL templating mode. Lists (identity.entity.groups.names) and whole maps (identity.entity.metadata) render to
@@ -80,32 +80,36 @@ func parseTemplate(s string) ([]templatePart, error) {
 	return parts, nil
 }
 
-// checkTemplate validates one templated field value at write time. It returns a problem (the write is refused) and
-// warnings.
-func checkTemplate(f templateField, value string) (problem string, warnings []string) {
+// checkTemplate validates one templated field value at write time. It returns at most one malformed problem (the write
+// is refused), and warnings.
+func checkTemplate(f templateField, value string) (p problems) {
 	parts, err := parseTemplate(value)
 	if err != nil {
-		return fmt.Sprintf("%s template %q does not parse: %v; write identity templates as {{identity.entity.name}}", f.name, value, err), nil
+		p.reject(fmt.Sprintf("%s template %q does not parse: %v; write identity templates as {{identity.entity.name}}", f.name, value, err))
+		return p
 	}
-	for _, p := range parts {
+	for _, part := range parts {
 		switch {
-		case !p.directive && !f.literal.MatchString(p.text):
-			return fmt.Sprintf("%s template %q has text %q around its templates that cannot be part of %s", f.name, value, p.text, f.expected), nil
-		case !p.directive:
-		case p.text == "":
-			return fmt.Sprintf("%s template %q has an empty {{}}: name an identity field, such as %s", f.name, value, acceptedDirectives), nil
-		case !slices.ContainsFunc(directivePatterns, func(re *regexp.Regexp) bool { return re.MatchString(p.text) }):
-			return fmt.Sprintf("%s template %q names %q, which is not an identity field that renders to one value: "+
-				"use %s", f.name, value, p.text, acceptedDirectives), nil
+		case !part.directive && !f.literal.MatchString(part.text):
+			p.reject(fmt.Sprintf("%s template %q has text %q around its templates that cannot be part of %s", f.name, value, part.text, f.expected))
+			return p
+		case !part.directive:
+		case part.text == "":
+			p.reject(fmt.Sprintf("%s template %q has an empty {{}}: name an identity field, such as %s", f.name, value, acceptedDirectives))
+			return p
+		case !slices.ContainsFunc(directivePatterns, func(re *regexp.Regexp) bool { return re.MatchString(part.text) }):
+			p.reject(fmt.Sprintf("%s template %q names %q, which is not an identity field that renders to one value: "+
+				"use %s", f.name, value, part.text, acceptedDirectives))
+			return p
 		default:
-			if acc, ok := aliasAccessor(p.text); ok && !strings.HasPrefix(acc, "auth_") {
-				warnings = append(warnings, fmt.Sprintf("%s template %q names mount accessor %q, which does not look like "+
+			if acc, ok := aliasAccessor(part.text); ok && !strings.HasPrefix(acc, "auth_") {
+				p.warn(fmt.Sprintf("%s template %q names mount accessor %q, which does not look like "+
 					"an auth method's accessor (such as auth_jwt_1a2b3c4d): templates name an auth method by accessor, "+
 					"not by path; see the Accessor column of vault auth list", f.name, value, acc))
 			}
 		}
 	}
-	return "", warnings
+	return p
 }
 
 // aliasAccessor returns the mount accessor an alias directive names.
@@ -139,7 +143,7 @@ func (r *role) templates() []string {
 
 // normalizeTemplatedRepositories validates the repositories of a templated role: templates are checked and kept as
 // written; literal names are normalized as on a plain role.
-func normalizeTemplatedRepositories(in []string, roleOwner string) (out, problems, warnings []string) {
+func normalizeTemplatedRepositories(in []string, roleOwner string) (out []string, p problems) {
 	seen := map[string]bool{}
 	for _, raw := range in {
 		entry := strings.TrimSpace(raw)
@@ -147,10 +151,9 @@ func normalizeTemplatedRepositories(in []string, roleOwner string) (out, problem
 		case entry == "":
 			continue
 		case isTemplate(entry):
-			problem, warns := checkTemplate(repositoriesTemplateField, entry)
-			warnings = append(warnings, warns...)
-			if problem != "" {
-				problems = append(problems, problem)
+			q := checkTemplate(repositoriesTemplateField, entry)
+			p.add(q)
+			if !q.empty() {
 				continue
 			}
 			if !seen[entry] {
@@ -160,7 +163,7 @@ func normalizeTemplatedRepositories(in []string, roleOwner string) (out, problem
 			continue
 		case isTemplate(roleOwner) && strings.Contains(entry, "/"):
 			_, name, _ := strings.Cut(entry, "/")
-			problems = append(problems, fmt.Sprintf("repository %q has an owner, but the role's owner is a template: "+
+			p.reject(fmt.Sprintf("repository %q has an owner, but the role's owner is a template: "+
 				"give the name alone (%q)", entry, name))
 			continue
 		}
@@ -168,8 +171,8 @@ func normalizeTemplatedRepositories(in []string, roleOwner string) (out, problem
 		if isTemplate(owner) {
 			owner = ""
 		}
-		names, errs := normalizeRepositories([]string{entry}, owner)
-		problems = append(problems, errs...)
+		names, q := normalizeRepositories([]string{entry}, owner)
+		p.add(q)
 		for _, n := range names {
 			if key := strings.ToLower(n); !seen[key] {
 				seen[key] = true
@@ -177,12 +180,12 @@ func normalizeTemplatedRepositories(in []string, roleOwner string) (out, problem
 			}
 		}
 	}
-	return out, problems, warnings
+	return out, p
 }
 
 // normalizeRoleRepositoryIDs validates the repository_ids of a role write: positive decimal IDs, and on a templated
 // role templates that render to one.
-func normalizeRoleRepositoryIDs(in []string, templated bool) (ids []int64, templates, problems, warnings []string) {
+func normalizeRoleRepositoryIDs(in []string, templated bool) (ids []int64, templates []string, p problems) {
 	seenID := map[int64]bool{}
 	for _, raw := range in {
 		entry := strings.TrimSpace(raw)
@@ -190,11 +193,9 @@ func normalizeRoleRepositoryIDs(in []string, templated bool) (ids []int64, templ
 		case entry == "":
 			continue
 		case templated && isTemplate(entry):
-			problem, warns := checkTemplate(repositoryIDsTemplateField, entry)
-			warnings = append(warnings, warns...)
-			if problem != "" {
-				problems = append(problems, problem)
-			} else if !slices.Contains(templates, entry) {
+			q := checkTemplate(repositoryIDsTemplateField, entry)
+			p.add(q)
+			if q.empty() && !slices.Contains(templates, entry) {
 				templates = append(templates, entry)
 			}
 			continue
@@ -202,15 +203,15 @@ func normalizeRoleRepositoryIDs(in []string, templated bool) (ids []int64, templ
 		id, err := strconv.ParseInt(entry, 10, 64)
 		switch {
 		case err != nil:
-			problems = append(problems, fmt.Sprintf("repository_ids holds %q: expected positive repository IDs in decimal%s", entry, templateHint(entry)))
+			p.reject(fmt.Sprintf("repository_ids holds %q: expected positive repository IDs in decimal%s", entry, templateHint(entry)))
 		case id <= 0:
-			problems = append(problems, fmt.Sprintf("repository_ids holds %d: expected positive repository IDs", id))
+			p.reject(fmt.Sprintf("repository_ids holds %d: expected positive repository IDs", id))
 		case !seenID[id]:
 			seenID[id] = true
 			ids = append(ids, id)
 		}
 	}
-	return ids, templates, problems, warnings
+	return ids, templates, p
 }
 
 // templateHint is added to the error of a plain role's field that holds what looks like a template.

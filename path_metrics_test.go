@@ -15,64 +15,11 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/fakegithub"
 )
 
-// metricsText scrapes the mount's metrics in Prometheus' text format.
-func metricsText(t *testing.T, e *testEnv) string {
-	t.Helper()
-	resp, err := e.do(logical.ReadOperation, "metrics", map[string]any{"format": "prometheus"})
-	mustOK(t, resp, err)
-	if ct := resp.Data[logical.HTTPContentType]; !strings.HasPrefix(ct.(string), "text/plain; version=0.0.4") {
-		t.Fatalf("content type %v", ct)
-	}
-	return string(resp.Data[logical.HTTPRawBody].([]byte))
-}
-
-// parseMetrics parses a scrape with Prometheus' own parser.
-func parseMetrics(t *testing.T, text string) map[string]*dto.MetricFamily {
-	t.Helper()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
-	if err != nil {
-		t.Fatalf("parsing the scrape: %v", err)
-	}
-	return families
-}
-
-// sample returns the value of the sample of family whose labels include want; -1 when there is none.
-func sample(families map[string]*dto.MetricFamily, family string, want map[string]string) float64 {
-	f, ok := families[family]
-	if !ok {
-		return -1
-	}
-next:
-	for _, m := range f.GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		for k, v := range want {
-			if labels[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue()
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return -1
-}
-
-// TestMetricsCountWhatHappened (issue 12): the mount's counters agree with what the emulator saw, and no label
+// TestMetricsCountWhatHappened: the mount's counters agree with what the emulator saw, and no label
 // carries an owner, an installation, a repository or a token.
 func TestMetricsCountWhatHappened(t *testing.T) {
 	e := newTestEnv(t)
@@ -152,7 +99,7 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	wantContains(t, msg, `format "xml"`, "prometheus")
 }
 
-// TestStatus (issue 12): what the mount knows of the App and GitHub, and no secret.
+// TestStatus: what the mount knows of the App and GitHub, and no secret.
 func TestStatus(t *testing.T) {
 	e := newTestEnv(t)
 	resp, err := e.do(logical.ReadOperation, "status", nil)

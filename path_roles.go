@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -49,17 +48,6 @@ type role struct {
 // the installation.
 func (r *role) limitsRepositories() bool {
 	return len(r.Repositories) > 0 || len(r.RepositoryIDs) > 0 || len(r.RepositoryIDTemplates) > 0
-}
-
-// repository finds name among the role's repositories as GitHub compares them (ignoring case). It returns the
-// role's spelling, and whether name is spelled exactly so; "" when the role does not hold it.
-func (r *role) repository(name string) (stored string, exact bool) {
-	for _, s := range r.Repositories {
-		if strings.EqualFold(s, name) {
-			return s, s == name
-		}
-	}
-	return "", false
 }
 
 const (
@@ -218,37 +206,40 @@ func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *fra
 
 func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	lock := locksutil.LockForKey(b.roleLocks, name)
-	lock.Lock()
-	defer lock.Unlock()
-	err := req.Storage.Delete(ctx, roleStoragePrefix+name)
-	b.roles.drop(name)
-	if err != nil {
-		return nil, fmt.Errorf("deleting role: %w", err)
+	if err := b.roles.delete(ctx, req.Storage, name); err != nil {
+		return nil, err
 	}
 	b.metrics.forgetRole(name)
 	return nil, nil
 }
 
+// pathRoleWrite creates or updates a role with the fields given; a refused write leaves the stored role as it was.
 func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	// Two updates of one role must not lose each other's fields.
-	lock := locksutil.LockForKey(b.roleLocks, name)
-	lock.Lock()
-	defer lock.Unlock()
-
-	r, err := getRole(ctx, req.Storage, name)
+	var resp *logical.Response
+	err := b.roles.update(ctx, req.Storage, name, func(r *role) *role {
+		if r == nil {
+			r = &role{}
+		}
+		p := applyRoleFields(r, d)
+		if !p.empty() {
+			resp = logical.ErrorResponse("role %q: %s", name, joinItems(p.malformed))
+			return nil
+		}
+		resp = b.roleWarnings(r, p.warnings)
+		return r
+	})
 	if err != nil {
 		return nil, err
 	}
-	if r == nil {
-		r = &role{}
-	}
+	return resp, nil
+}
 
+// roleWarnings answers a role write that is stored: the warnings of its fields, then those of the role as a whole;
+// nil when there are none.
+func (b *backend) roleWarnings(r *role, warnings []string) *logical.Response {
 	resp := &logical.Response{}
-	if problems := applyRoleFields(r, d, resp); len(problems) > 0 {
-		return logical.ErrorResponse("role %q: %s", name, joinItems(problems)), nil
-	}
+	addWarnings(resp, warnings)
 	if !r.limitsRepositories() {
 		resp.AddWarning("repositories and repository_ids are empty: tokens from this role reach every repository the installation can reach")
 	}
@@ -264,26 +255,49 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if maxTTL := b.System().MaxLeaseTTL(); maxTTL > 0 && r.TTL > maxTTL {
 		resp.AddWarning(fmt.Sprintf("ttl %s is longer than the mount's max TTL %s: leases will be capped to it", r.TTL, maxTTL))
 	}
-
-	err = putRole(ctx, req.Storage, name, r)
-	b.roles.drop(name)
-	if err != nil {
-		return nil, err
-	}
 	if len(resp.Warnings) == 0 {
-		return nil, nil
+		return nil
 	}
-	return resp, nil
+	return resp
 }
 
-// applyRoleFields copies the fields given in a write onto r and validates the result, adding warnings to resp. It
-// returns one message per problem.
-func applyRoleFields(r *role, d *framework.FieldData, resp *logical.Response) []string {
-	var problems []string
+// applyRoleFields copies the fields given in a write onto r and validates the result. Its malformed problems refuse
+// the write; its warnings go with the answer.
+func applyRoleFields(r *role, d *framework.FieldData) problems {
+	var p problems
 	wasTemplated := r.Templated
 	if v, ok := d.GetOk("templated"); ok {
 		r.Templated = v.(bool)
 	}
+	applyBinding(r, d, &p)
+	if !applyRepositories(r, d, &p) {
+		return p
+	}
+	if wasTemplated && !r.Templated {
+		if t := r.templates(); len(t) > 0 {
+			p.reject(fmt.Sprintf("templated=false, but the role holds identity templates (%s): write "+
+				"literal values for those fields in the same write, or keep templated=true", joinItems(t)))
+		}
+	}
+	if n := len(r.Repositories) + len(r.RepositoryIDs) + len(r.RepositoryIDTemplates); n > maxRepositories {
+		p.reject(fmt.Sprintf("repositories and repository_ids name %d repositories: GitHub accepts at most %d in one token", n, maxRepositories))
+	}
+	if v, ok, err := permissionsField(d); err != nil {
+		p.reject(err.Error())
+	} else if ok {
+		perms, q := normalizePermissions(v)
+		p.add(q)
+		r.Permissions = perms
+	}
+	// The SDK refuses a negative ttl before the handler runs.
+	if v, ok := d.GetOk("ttl"); ok {
+		r.TTL = time.Duration(v.(int)) * time.Second
+	}
+	return p
+}
+
+// applyBinding copies installation_id and owner, and checks that the role is bound to exactly one of them.
+func applyBinding(r *role, d *framework.FieldData, p *problems) {
 	id, idGiven := d.GetOk("installation_id")
 	owner, ownerGiven := d.GetOk("owner")
 	// Setting one binding replaces the other, so a role can move from owner to installation_id in one write.
@@ -291,7 +305,7 @@ func applyRoleFields(r *role, d *framework.FieldData, resp *logical.Response) []
 	case idGiven && ownerGiven:
 		r.InstallationID, r.Owner = id.(int64), strings.TrimSpace(owner.(string))
 		if r.InstallationID != 0 && r.Owner != "" {
-			problems = append(problems, fmt.Sprintf("installation_id %d and owner %q are both given: give exactly one", r.InstallationID, r.Owner))
+			p.reject(fmt.Sprintf("installation_id %d and owner %q are both given: give exactly one", r.InstallationID, r.Owner))
 		}
 	case idGiven:
 		if r.InstallationID = id.(int64); r.InstallationID != 0 {
@@ -308,71 +322,48 @@ func applyRoleFields(r *role, d *framework.FieldData, resp *logical.Response) []
 	}
 	switch {
 	case r.InstallationID < 0:
-		problems = append(problems, fmt.Sprintf("installation_id %d is invalid: expected a positive installation ID (see LIST installations)", r.InstallationID))
+		p.reject(fmt.Sprintf("installation_id %d is invalid: expected a positive installation ID (see LIST installations)", r.InstallationID))
 	case r.Templated && isTemplate(r.Owner):
-		problem, warnings := checkTemplate(ownerTemplateField, r.Owner)
-		if problem != "" {
-			problems = append(problems, problem)
-		}
-		addWarnings(resp, warnings)
+		p.add(checkTemplate(ownerTemplateField, r.Owner))
 	case r.Owner != "" && !ownerPattern.MatchString(r.Owner):
-		problems = append(problems, fmt.Sprintf("owner %q is invalid: expected a GitHub organization or user login (letters, digits, hyphens)%s", r.Owner, templateHint(r.Owner)))
+		p.reject(fmt.Sprintf("owner %q is invalid: expected a GitHub organization or user login (letters, digits, hyphens)%s", r.Owner, templateHint(r.Owner)))
 	case r.InstallationID == 0 && r.Owner == "":
-		problems = append(problems, "installation_id or owner is required: give the installation's ID or the login it is installed on")
+		p.reject("installation_id or owner is required: give the installation's ID or the login it is installed on")
 	}
+}
 
+// applyRepositories copies repositories and repository_ids. It returns false when a list is too long to read on.
+func applyRepositories(r *role, d *framework.FieldData, p *problems) bool {
 	if v, ok := d.GetOk("repositories"); ok {
-		if n := len(v.([]string)); n > maxRepositories {
-			return append(problems, tooManyEntries("repositories", n).Error())
+		in := v.([]string)
+		if len(in) > maxRepositories {
+			p.reject(tooManyEntries("repositories", len(in)).Error())
+			return false
 		}
-		var names, errs, warnings []string
+		var names []string
+		var q problems
 		if r.Templated {
-			names, errs, warnings = normalizeTemplatedRepositories(v.([]string), r.Owner)
+			names, q = normalizeTemplatedRepositories(in, r.Owner)
 		} else {
-			names, errs = normalizeRepositories(v.([]string), r.Owner)
-			if slices.ContainsFunc(v.([]string), isTemplate) {
-				errs = append(errs, "repositories holds an identity template"+templateHint("{{"))
+			names, q = normalizeRepositories(in, r.Owner)
+			if slices.ContainsFunc(in, isTemplate) {
+				q.reject("repositories holds an identity template" + templateHint("{{"))
 			}
 		}
-		problems = append(problems, errs...)
-		addWarnings(resp, warnings)
+		p.add(q)
 		r.Repositories = names
 	}
 	if v, ok := d.GetOk("repository_ids"); ok {
-		if n := len(v.([]string)); n > maxRepositories {
-			return append(problems, tooManyEntries("repository_ids", n).Error())
+		in := v.([]string)
+		if len(in) > maxRepositories {
+			p.reject(tooManyEntries("repository_ids", len(in)).Error())
+			return false
 		}
-		ids, templates, errs, warnings := normalizeRoleRepositoryIDs(v.([]string), r.Templated)
-		problems = append(problems, errs...)
-		addWarnings(resp, warnings)
+		ids, templates, q := normalizeRoleRepositoryIDs(in, r.Templated)
+		p.add(q)
 		r.RepositoryIDs, r.RepositoryIDTemplates = ids, templates
 	}
-	if wasTemplated && !r.Templated {
-		if t := r.templates(); len(t) > 0 {
-			problems = append(problems, fmt.Sprintf("templated=false, but the role holds identity templates (%s): write "+
-				"literal values for those fields in the same write, or keep templated=true", joinItems(t)))
-		}
-	}
-	if n := len(r.Repositories) + len(r.RepositoryIDs) + len(r.RepositoryIDTemplates); n > maxRepositories {
-		problems = append(problems, fmt.Sprintf("repositories and repository_ids name %d repositories: GitHub accepts at most %d in one token", n, maxRepositories))
-	}
-
-	if v, ok, err := permissionsField(d); err != nil {
-		problems = append(problems, err.Error())
-	} else if ok {
-		perms, errs, warns := normalizePermissions(v)
-		problems = append(problems, errs...)
-		for _, w := range warns {
-			resp.AddWarning(w)
-		}
-		r.Permissions = perms
-	}
-
-	// The SDK refuses a negative ttl before the handler runs.
-	if v, ok := d.GetOk("ttl"); ok {
-		r.TTL = time.Duration(v.(int)) * time.Second
-	}
-	return problems
+	return true
 }
 
 func addWarnings(resp *logical.Response, warnings []string) {
@@ -415,32 +406,4 @@ func (r *role) toResponseData() map[string]any {
 		"ttl":             int64(r.TTL.Seconds()),
 		"templated":       r.Templated,
 	}
-}
-
-// putRole stores a role.
-func putRole(ctx context.Context, s logical.Storage, name string, r *role) error {
-	entry, err := logical.StorageEntryJSON(roleStoragePrefix+name, r)
-	if err != nil {
-		return fmt.Errorf("encoding role %q: %w", name, err)
-	}
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("storing role %q: %w", name, err)
-	}
-	return nil
-}
-
-// getRole reads a stored role; nil when there is none.
-func getRole(ctx context.Context, s logical.Storage, name string) (*role, error) {
-	entry, err := s.Get(ctx, roleStoragePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("reading role %q: %w", name, err)
-	}
-	if entry == nil {
-		return nil, nil
-	}
-	var r role
-	if err := entry.DecodeJSON(&r); err != nil {
-		return nil, fmt.Errorf("decoding role %q: %w", name, err)
-	}
-	return &r, nil
 }

@@ -102,53 +102,6 @@ func sizeProblem(field string, v reflect.Value) string {
 	return ""
 }
 
-// maxQuotedBytes bounds a value a message may quote. A key pasted into the wrong field (app_id=@key.pem) is longer,
-// or spans lines; so does any value worth hiding that a message might otherwise repeat into Vault's log and, unhashed,
-// its audit devices.
-const maxQuotedBytes = 64
-
-// quotable reports whether a message may quote v: a boolean, a number, or a short string on one line.
-func quotable(v any) bool {
-	rv := reflect.ValueOf(v)
-	switch rv.Kind() {
-	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint,
-		reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64, reflect.Invalid:
-		return true
-	case reflect.String:
-		return rv.Len() <= maxQuotedBytes && !strings.ContainsAny(rv.String(), "\r\n")
-	default:
-		return false
-	}
-}
-
-// quoted is a field and its value as a message shows them: the value quoted when quotable, otherwise only its size.
-func quoted(field, value string) string {
-	if quotable(value) {
-		return fmt.Sprintf("%s %q", field, value)
-	}
-	return fmt.Sprintf("%s (%s)", field, describeValue(value))
-}
-
-// shown is a value as a message shows it unquoted: itself when quotable, otherwise only its size.
-func shown(value string) string {
-	if quotable(value) {
-		return value
-	}
-	return "(" + describeValue(value) + ")"
-}
-
-// describeValue says what a value is without quoting any of it.
-func describeValue(v any) string {
-	s, ok := v.(string)
-	if !ok {
-		return typeName(v)
-	}
-	if lines := strings.Count(strings.TrimRight(s, "\r\n"), "\n") + 1; lines > 1 {
-		return fmt.Sprintf("a string of %d bytes on %d lines", len(s), lines)
-	}
-	return fmt.Sprintf("a string of %d bytes", len(s))
-}
-
 // typeProblem checks the fields of a request against their schema before the SDK converts them. The SDK's error
 // quotes a value it cannot convert, and Vault returns that error, logs it and writes it unhashed to audit devices: a
 // key pasted into app_id or request_timeout would be kept in clear. So a value that must not be quoted (see quotable)

@@ -4,155 +4,20 @@
 package githubapp
 
 import (
-	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
-	"fmt"
-	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
-
-// recordingProxy is the proxy of someone who may write config but holds no App key: it answers GET /app as the App
-// would, so that a config naming it verifies, answers every other request 204 (what GitHub answers a revocation),
-// and records every request. It serves plain-http requests in absolute form and, for https, CONNECT tunnels whose
-// TLS it terminates with its own certificate: ca is that certificate, the ca_certificate its owner configures.
-type recordingProxy struct {
-	srv  *httptest.Server
-	ca   string
-	cert tls.Certificate
-
-	mu   sync.Mutex
-	seen []string // "METHOD path" of every request
-}
-
-func newRecordingProxy(t *testing.T) *recordingProxy {
-	t.Helper()
-	p := &recordingProxy{}
-	p.ca, p.cert = selfSignedCertificate(t)
-	p.srv = httptest.NewServer(p)
-	t.Cleanup(p.srv.Close)
-	return p
-}
-
-func (p *recordingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodConnect {
-		p.tunnel(w)
-		return
-	}
-	p.answer(w, r)
-}
-
-func (p *recordingProxy) answer(w http.ResponseWriter, r *http.Request) {
-	p.mu.Lock()
-	p.seen = append(p.seen, r.Method+" "+r.URL.Path)
-	p.mu.Unlock()
-	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/app") {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"id":%d,"slug":"vault-test","name":"Vault Test"}`, testAppID)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// tunnel accepts a CONNECT and serves the requests inside it with its own certificate.
-func (p *recordingProxy) tunnel(w http.ResponseWriter) {
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-		return
-	}
-	tc := tls.Server(conn, &tls.Config{Certificates: []tls.Certificate{p.cert}, MinVersion: tls.VersionTLS12})
-	rd := bufio.NewReader(tc)
-	for {
-		req, err := http.ReadRequest(rd)
-		if err != nil {
-			return
-		}
-		rec := httptest.NewRecorder()
-		p.answer(rec, req)
-		_, _ = io.Copy(io.Discard, req.Body)
-		resp := rec.Result()
-		resp.ContentLength = int64(rec.Body.Len())
-		if err := resp.Write(tc); err != nil {
-			return
-		}
-	}
-}
-
-// requests returns what the proxy has seen and forgets it.
-func (p *recordingProxy) requests() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	seen := p.seen
-	p.seen = nil
-	return seen
-}
-
-// takeOver writes config as its owner would: the same base_url, their proxy, their CA and their own key (the key
-// makes the write acceptable; the proxy makes it verify). It returns what the proxy saw of the write.
-func (p *recordingProxy) takeOver(e *testEnv, baseURL string) []string {
-	e.t.Helper()
-	resp, err := e.do(logical.UpdateOperation, "config", map[string]any{
-		"base_url": baseURL, "proxy_url": p.srv.URL, "ca_certificate": p.ca, "private_key": otherPEM,
-	})
-	mustOK(e.t, resp, err)
-	seen := p.requests()
-	if len(seen) == 0 {
-		e.t.Fatal("the config write was not verified through the new proxy: the test does not take over as intended")
-	}
-	return seen
-}
-
-// selfSignedCertificate is a certificate of its own, for 127.0.0.1, and its PEM.
-func selfSignedCertificate(t *testing.T) (string, tls.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "a config writer's proxy"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // TestRevocationGoesWhereTheTokenWasMinted: someone who may write config but holds no App key replaces the config
 // at the same base_url with their own proxy, CA and key. Leases minted before are still revoked at GitHub through
@@ -189,19 +54,6 @@ func TestRevocationGoesWhereTheTokenWasMinted(t *testing.T) {
 				t.Fatalf("the replaced config's proxy saw %v", seen)
 			}
 		})
-	}
-}
-
-// loseConfig deletes the config and restarts the backend, as asked.
-func loseConfig(t *testing.T, e *testEnv, del, restart bool) {
-	t.Helper()
-	if del {
-		if r, err := e.do(logical.DeleteOperation, "config", nil); err != nil || r != nil {
-			t.Fatal(r, err)
-		}
-	}
-	if restart {
-		e.restart()
 	}
 }
 
@@ -306,12 +158,6 @@ func TestLeaseHoldsNoProxyPassword(t *testing.T) {
 	if info, _ := e.gh.Token(lease.Data["token"].(string)); !info.Revoked || authorized.Load() == before {
 		t.Fatalf("not revoked through the proxy with its password (revoked %v)", info.Revoked)
 	}
-}
-
-// parseProxyAuth reads a Basic Proxy-Authorization header.
-func parseProxyAuth(header string) (user, pass string, ok bool) {
-	r := &http.Request{Header: http.Header{"Authorization": {header}}}
-	return r.BasicAuth()
 }
 
 // TestRevocationOfLeasesOfAnEarlierConfig: a config saved by v0.2.0 left no revocation target under a destination

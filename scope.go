@@ -4,15 +4,11 @@
 package githubapp
 
 import (
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"regexp"
 	"slices"
-	"sort"
-	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/framework"
 
@@ -30,9 +26,6 @@ const (
 	// maxRepositories is GitHub's limit on repositories (names and IDs together) in one token request. It also bounds
 	// every list parameter, checked before any other work on it.
 	maxRepositories = 500
-	// maxNamedItems bounds how many items one error message names, and maxItemBytes how much of each it quotes.
-	maxNamedItems = 20
-	maxItemBytes  = 300
 )
 
 var (
@@ -53,8 +46,9 @@ var (
 
 // normalizeRepositories validates repository names. "owner/name" is accepted when owner is the role's owner and
 // stored as "name"; names are de-duplicated case-insensitively, as GitHub compares them.
-func normalizeRepositories(in []string, roleOwner string) ([]string, []string) {
-	var out, problems []string
+func normalizeRepositories(in []string, roleOwner string) ([]string, problems) {
+	var out []string
+	var p problems
 	seen := map[string]bool{}
 	for _, raw := range in {
 		name := strings.TrimSpace(raw)
@@ -64,18 +58,18 @@ func normalizeRepositories(in []string, roleOwner string) ([]string, []string) {
 		if o, n, ok := strings.Cut(name, "/"); ok {
 			switch {
 			case roleOwner == "":
-				problems = append(problems, fmt.Sprintf("repository %q has an owner: give the name alone (%q); "+
+				p.reject(fmt.Sprintf("repository %q has an owner: give the name alone (%q); "+
 					"owner/name is accepted only on roles bound by owner", name, n))
 				continue
 			case !strings.EqualFold(o, roleOwner):
-				problems = append(problems, fmt.Sprintf("repository %q belongs to %q, not to the role's owner %q: "+
+				p.reject(fmt.Sprintf("repository %q belongs to %q, not to the role's owner %q: "+
 					"a token covers repositories of one installation only", name, o, roleOwner))
 				continue
 			}
 			name = n
 		}
 		if !validRepoName(name) {
-			problems = append(problems, badRepoName(raw))
+			p.reject(badRepoName(raw))
 			continue
 		}
 		if key := strings.ToLower(name); !seen[key] {
@@ -83,13 +77,13 @@ func normalizeRepositories(in []string, roleOwner string) ([]string, []string) {
 			out = append(out, name)
 		}
 	}
-	return out, problems
+	return out, p
 }
 
 // normalizePermissions checks names and levels against GitHub's documented table. Malformed names are errors with a
 // suggestion; well-formed names GitHub does not (yet) document are accepted with a warning.
-func normalizePermissions(in map[string]string) (map[string]string, []string, []string) {
-	var problems, warnings []string
+func normalizePermissions(in map[string]string) (map[string]string, problems) {
+	var p problems
 	out := make(map[string]string, len(in))
 	for _, name := range sortedKeys(in) {
 		level := strings.ToLower(strings.TrimSpace(in[name]))
@@ -98,22 +92,22 @@ func normalizePermissions(in map[string]string) (map[string]string, []string, []
 			if s := suggestPermission(name); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
-			problems = append(problems, msg)
+			p.reject(msg)
 			continue
 		}
 		if github.LevelRank(level) == 0 {
-			problems = append(problems, fmt.Sprintf("permission %s has level %q: expected read, write or admin", name, in[name]))
+			p.reject(fmt.Sprintf("permission %s has level %q: expected read, write or admin", name, in[name]))
 			continue
 		}
 		if msg, known := levelProblem(name, level); msg != "" {
-			problems = append(problems, msg)
+			p.reject(msg)
 			continue
 		} else if !known {
-			warnings = append(warnings, fmt.Sprintf("permission %q is not in GitHub's published list known to this plugin; it is accepted as written, and GitHub will refuse it if it does not exist", name))
+			p.warn(fmt.Sprintf("permission %q is not in GitHub's published list known to this plugin; it is accepted as written, and GitHub will refuse it if it does not exist", name))
 		}
 		out[name] = level
 	}
-	return out, problems, warnings
+	return out, p
 }
 
 // permissionsField reads a role write's permissions field. Besides what Vault's key-value type takes (a JSON object,
@@ -152,185 +146,6 @@ func permissionsField(d *framework.FieldData) (map[string]string, bool, error) {
 		out[strings.TrimSpace(name)] = strings.TrimSpace(level)
 	}
 	return out, true, nil
-}
-
-// ------------------------------------------------------------------------------------------------ token writes
-
-// askedRepositories reads the repositories of a token write. Each name must be spelled as the role stores it (no
-// owner prefix, same case); on a role without a repository limit, any valid name is taken here, and the mint holds
-// it to GitHub's spelling (spelledAsGitHub). It returns the names, malformed entries (400) and entries outside the
-// role (403).
-func askedRepositories(r *role, raw any) (names, problems, denied []string) {
-	entries, err := listEntries("repositories", raw)
-	if err != nil {
-		return nil, []string{err.Error()}, nil
-	}
-	limited := r.limitsRepositories()
-	for _, e := range entries {
-		s, ok := e.(string)
-		switch {
-		case !ok:
-			problems = append(problems, fmt.Sprintf("repositories holds %s: expected repository names", typeName(e)))
-			continue
-		case s == "":
-			continue
-		case s != strings.TrimSpace(s):
-			problems = append(problems, fmt.Sprintf("repository %q has surrounding spaces: write %q", s, strings.TrimSpace(s)))
-			continue
-		}
-		if owner, name, found := strings.Cut(s, "/"); found {
-			if r.Owner != "" && !strings.EqualFold(owner, r.Owner) {
-				denied = append(denied, fmt.Sprintf("repository %q", s))
-				continue
-			}
-			if stored, _ := r.repository(name); stored != "" {
-				name = stored
-			}
-			problems = append(problems, fmt.Sprintf("repository %q: write the name without its owner, as the role does: %q", s, name))
-			continue
-		}
-		if !validRepoName(s) {
-			problems = append(problems, badRepoName(s))
-			continue
-		}
-		if limited {
-			stored, exact := r.repository(s)
-			switch {
-			case stored == "":
-				denied = append(denied, fmt.Sprintf("repository %q", s))
-				continue
-			case !exact:
-				problems = append(problems, fmt.Sprintf("repository %q is spelled %q in the role: write it as the role does", s, stored))
-				continue
-			}
-		}
-		if !slices.Contains(names, s) {
-			names = append(names, s)
-		}
-	}
-	return names, problems, denied
-}
-
-// askedRepositoryIDs reads the repository IDs of a token write: decimal strings without sign, leading zeros or spaces
-// (Vault's own conversion would also read 0x0BBB or 03003, which no policy names). A JSON number is refused whatever
-// its value: Vault compares a policy's values with a request's strings only, so no policy entry ever matches a number,
-// and a policy that denies an ID would let it through as one.
-func askedRepositoryIDs(r *role, raw any) (ids []int64, problems, denied []string) {
-	entries, err := listEntries("repository_ids", raw)
-	if err != nil {
-		return nil, []string{err.Error()}, nil
-	}
-	limited := r.limitsRepositories()
-	for _, e := range entries {
-		var text string
-		switch v := e.(type) {
-		case string:
-			if v == "" {
-				continue
-			}
-			text = v
-		case float64, json.Number, int, int64:
-			problems = append(problems, numericID(v))
-			continue
-		default:
-			problems = append(problems, fmt.Sprintf("repository_ids holds %s: expected repository IDs", typeName(e)))
-			continue
-		}
-		id, err := strconv.ParseInt(text, 10, 64)
-		if !decimalIDPattern.MatchString(text) || err != nil {
-			problems = append(problems, fmt.Sprintf("repository_id %q is not a decimal repository ID: write it in digits "+
-				"without sign, leading zeros or spaces, such as 123456789", text))
-			continue
-		}
-		if limited && !slices.Contains(r.RepositoryIDs, id) {
-			denied = append(denied, fmt.Sprintf("repository_id %d", id))
-			continue
-		}
-		if !slices.Contains(ids, id) {
-			ids = append(ids, id)
-		}
-	}
-	return ids, problems, denied
-}
-
-// numericID explains the refusal of a repository ID given as a number. Through Vault an external plugin sees JSON
-// numbers as float64 (the request crosses the plugin's gRPC boundary as JSON, decoded without json.Number); Go
-// callers in the same process may pass json.Number or integers.
-func numericID(v any) string {
-	text := fmt.Sprint(v)
-	if f, ok := v.(float64); ok {
-		text = strconv.FormatFloat(f, 'g', -1, 64)
-	}
-	if decimalIDPattern.MatchString(text) {
-		return fmt.Sprintf("repository_id %s is a JSON number, which no Vault policy matches: write it as a string, %q", text, text)
-	}
-	return fmt.Sprintf("repository_id %s is a JSON number, which no Vault policy matches, and not a repository ID: write "+
-		"repository IDs as strings of digits, such as \"123456789\"", shorten(text, 40))
-}
-
-// askedPermissions reads the permissions of a token write: name=level entries exactly as GitHub writes them, in a
-// comma-separated string or a list, never an object (which denied_parameters cannot match). Each must lie within
-// the role's permissions, at the same or a lower level.
-func askedPermissions(r *role, raw any) (perms map[string]string, problems, denied []string) {
-	if reflect.ValueOf(raw).Kind() == reflect.Map {
-		return nil, []string{"permissions as an object is not accepted when asking for a token: write name=level " +
-			"entries, such as permissions=contents=read,issues=write (a string or a list), the form Vault policies compare"}, nil
-	}
-	entries, err := listEntries("permissions", raw)
-	if err != nil {
-		return nil, []string{err.Error()}, nil
-	}
-	perms = map[string]string{}
-	for _, e := range entries {
-		s, ok := e.(string)
-		if !ok {
-			problems = append(problems, fmt.Sprintf("permissions holds %s: expected name=level entries", typeName(e)))
-			continue
-		}
-		if s == "" {
-			continue
-		}
-		m := permissionEntryPattern.FindStringSubmatch(s)
-		if m == nil {
-			problems = append(problems, badPermissionEntry(s))
-			continue
-		}
-		name, level := m[1], m[2]
-		if prev, dup := perms[name]; dup && prev != level {
-			problems = append(problems, fmt.Sprintf("permission %s is given twice, as %s and %s: give it once", name, prev, level))
-			continue
-		}
-		if msg, _ := levelProblem(name, level); msg != "" {
-			problems = append(problems, msg)
-			continue
-		}
-		if len(r.Permissions) > 0 {
-			allowed, ok := r.Permissions[name]
-			switch {
-			case !ok:
-				denied = append(denied, "permission "+name)
-				continue
-			case github.LevelRank(level) > github.LevelRank(allowed):
-				denied = append(denied, fmt.Sprintf("permission %s=%s (the role allows %s)", name, level, allowed))
-				continue
-			}
-		}
-		perms[name] = level
-	}
-	return perms, problems, denied
-}
-
-// badPermissionEntry explains a permission entry that is not in canonical form, with the canonical form when there
-// is one.
-func badPermissionEntry(s string) string {
-	name, level, found := strings.Cut(s, "=")
-	name = strings.NewReplacer("-", "_", " ", "_", ".", "_").Replace(strings.ToLower(strings.TrimSpace(name)))
-	canonical := name + "=" + strings.ToLower(strings.TrimSpace(level))
-	if found && permissionEntryPattern.MatchString(canonical) {
-		return fmt.Sprintf("permission %q is not written as GitHub writes it: write %q", s, canonical)
-	}
-	return fmt.Sprintf("permission %q is not a name=level entry such as contents=read (names in lower case joined by "+
-		"underscores, levels read, write or admin)", s)
 }
 
 // --------------------------------------------------------------------------------------------------- helpers
@@ -398,60 +213,4 @@ func validRepoName(name string) bool {
 
 func badRepoName(name string) string {
 	return fmt.Sprintf("repository %q is not a valid repository name: expected letters, digits, '.', '-' and '_', at most 100 characters", name)
-}
-
-// typeName names the JSON type of a value, for messages that must not quote it.
-func typeName(v any) string {
-	if _, ok := v.(json.Number); ok {
-		return "a number"
-	}
-	switch reflect.ValueOf(v).Kind() {
-	case reflect.Slice, reflect.Array:
-		return "a list"
-	case reflect.Map:
-		return "an object"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.String:
-		return "a string"
-	case reflect.Invalid:
-		return "null"
-	default:
-		return "a number"
-	}
-}
-
-// joinItems joins problems or refused items for one message, naming at most maxNamedItems of them, each cut to
-// maxItemBytes: an error's size must not grow with its input.
-func joinItems(items []string) string {
-	n := min(len(items), maxNamedItems)
-	shown := make([]string, n)
-	for i, item := range items[:n] {
-		shown[i] = shorten(item, maxItemBytes)
-	}
-	if len(items) <= maxNamedItems {
-		return strings.Join(shown, "; ")
-	}
-	return fmt.Sprintf("%s; and %d more", strings.Join(shown, "; "), len(items)-maxNamedItems)
-}
-
-// shorten cuts s to at most n bytes at a character boundary, marking the cut.
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s… (%d bytes)", s[:cut], len(s))
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -5,8 +5,6 @@ package githubapp
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -113,11 +111,4 @@ func (b *backend) secretTokenRevoke(ctx context.Context, req *logical.Request, _
 	}
 	b.metrics.revocations.WithLabelValues("succeeded").Inc()
 	return nil, nil
-}
-
-// hashToken is base64(SHA-256(token)): the form GitHub's audit log shows, which identifies a token in logs without
-// revealing it.
-func hashToken(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return base64.StdEncoding.EncodeToString(sum[:])
 }

@@ -304,7 +304,7 @@ func TestRevocationAfterRestartKeepsCAAndProxy(t *testing.T) {
 	}
 }
 
-// TestFailedRevocationLogCarriesHashedToken (issue 8, finding 11): an operator who sees a failed revocation in the
+// TestFailedRevocationLogCarriesHashedToken: an operator who sees a failed revocation in the
 // log can find the token in Vault's audit log and GitHub's by its hashed_token.
 func TestFailedRevocationLogCarriesHashedToken(t *testing.T) {
 	e := newTestEnv(t)
@@ -325,7 +325,7 @@ func TestFailedRevocationLogCarriesHashedToken(t *testing.T) {
 	wantContains(t, line, "hashed_token=", resp.Data["hashed_token"].(string))
 }
 
-// TestRevocationSkipsExpiredToken (issue 10): a lease whose token is past its expires_at ends without a call to
+// TestRevocationSkipsExpiredToken: a lease whose token is past its expires_at ends without a call to
 // GitHub, which has killed the token already; even while GitHub is down.
 func TestRevocationSkipsExpiredToken(t *testing.T) {
 	e := newTestEnv(t)

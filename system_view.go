@@ -62,10 +62,3 @@ func (c *cachedSystemView) MaxLeaseTTL() time.Duration { return c.fresh().maxTTL
 func (c *cachedSystemView) LocalMount() bool { return c.fresh().local }
 
 func (c *cachedSystemView) ReplicationState() consts.ReplicationState { return c.fresh().state }
-
-// forget drops the cached answers.
-func (c *cachedSystemView) forget() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.read = time.Time{}
-}

@@ -1105,7 +1105,7 @@ func (g *fakeGitHub) allDead(tokens []string) (alive int, err error) {
 
 // commandShape is a vault CLI call without its values: the subcommand words, and the names of its flags (-name)
 // and key=value arguments (name=). The docs/production.md check compares shapes, because the page shows github/ and
-// v0.2.1 where a test has its own paths and versions, and the tests add -format=json.
+// v0.3.1 where a test has its own paths and versions, and the tests add -format=json.
 type commandShape struct {
 	words string
 	names []string

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// The scenarios of GitHub at its limits (issue 9) run short in make test. With LIMITS_SCENARIO=full (make bench)
+// The scenarios of GitHub at its limits run short in make test. With LIMITS_SCENARIO=full (make bench)
 // they run at full size and print a FIGURES line each, which scripts/bench.sh collects into BENCHMARKS.md.
 type scenarioSize struct {
 	stormConc  int

@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// TestMetricsAndStatus (issue 12) scrapes the mount's metrics through a real Vault the way docs/metrics.md's
+// TestMetricsAndStatus scrapes the mount's metrics through a real Vault the way docs/metrics.md's
 // Prometheus job does (GET with format=prometheus and the Vault token as a bearer token), parses them with
 // Prometheus' own parser, checks the counters against the emulator's, and reads status with the CLI. A token without
 // the capability gets 403 on both.

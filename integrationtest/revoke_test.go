@@ -111,7 +111,7 @@ func (p *recordingProxy) requests() []string {
 	return seen
 }
 
-// TestRevocationAtTheEdges (issue 10) lets leases end while GitHub is unreachable:
+// TestRevocationAtTheEdges lets leases end while GitHub is unreachable:
 //   - a lease whose revocation fails is retried by Vault, and after the outage its token is revoked at GitHub;
 //     nothing becomes irrevocable when the outage is shorter than Vault's retry window (six attempts, about ten
 //     minutes);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Copyright (c) vault-plugin-secrets-github-app contributors
 # SPDX-License-Identifier: MPL-2.0
-# make fuzz: every fuzz target (func FuzzXxx in a fuzz_test.go) for FUZZTIME each, one after another: go test fuzzes
+# make fuzz: every fuzz target (func FuzzXxx in a *_fuzz_test.go) for FUZZTIME each, one after another: go test fuzzes
 # one target per run. A failing target does not stop the others; the summary at the end names each target's last
 # progress line and result, and the exit status is non-zero if any failed.
 #

@@ -483,7 +483,7 @@ func (c *Client) errorFrom(cl call, resp *http.Response, data []byte) *Error {
 		Method:     cl.method,
 		Path:       cl.path,
 		StatusCode: resp.StatusCode,
-		Message:    shorten(msg, maxMessageBytes),
+		Message:    ellipsize(msg, maxMessageBytes),
 		RequestID:  resp.Header.Get("X-GitHub-Request-Id"),
 		RetryAfter: retryAfter,
 		clockSkew:  cl.token == "" && isClockSkew(resp.StatusCode, msg),
@@ -545,8 +545,9 @@ func limitKind(rateLimited bool, h http.Header) string {
 	}
 }
 
-// shorten cuts s to at most n bytes at a character boundary, ending it with "…" when it was cut.
-func shorten(s string, n int) string {
+// ellipsize cuts s to at most n bytes at a character boundary, ending it with "…" when it was cut (the root
+// package's shorten also gives the size; GitHub's messages need not).
+func ellipsize(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

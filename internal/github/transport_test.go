@@ -369,7 +369,7 @@ func TestTokenRepositoriesPagination(t *testing.T) {
 	}
 }
 
-// TestListingsStopAfterPageLimit (issue 8, finding 11): a server that always says there is another page cannot keep
+// TestListingsStopAfterPageLimit: a server that always says there is another page cannot keep
 // the client listing forever.
 func TestListingsStopAfterPageLimit(t *testing.T) {
 	t.Parallel()
