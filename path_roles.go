@@ -61,9 +61,14 @@ const (
 A role binds an installation of the App (by installation_id, or by the owner login it is installed on) to the
 repositories and permissions that tokens minted for the role may carry, and to the lease TTL of those tokens.
 
-Empty repositories and repository_ids mean every repository the installation can reach; empty permissions mean every
-permission the installation has. Reading token/<role> mints a token with the role's whole scope; writing to it asks
-for less.
+Empty repositories, repository_ids and repository_patterns mean every repository the installation can reach; empty
+permissions mean every permission the installation has. Reading token/<role> mints a token with the role's whole
+scope; writing to it asks for less.
+
+repository_patterns (such as team-a-*) are resolved at each mint against the installation's repositories, listed at
+GitHub and cached for the config's repository_list_ttl: a read covers every repository that matches, a write may name
+any of them in GitHub's spelling. A pattern that matches nothing, or more than 500 repositories in all, refuses the
+mint with 403. Patterns are never identity templates.
 
 With templated=true, owner, repositories and repository_ids may hold Vault identity templates, rendered at each mint
 from the caller's identity entity, such as

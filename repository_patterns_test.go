@@ -324,3 +324,22 @@ func TestAccountWidePermissionsWarning(t *testing.T) {
 		})
 	}
 }
+
+// TestRepositoryPatternsOverGrantIsRevoked: the over-grant check holds the token to the repositories the patterns
+// resolved to: GitHub granting one more is a 502 and the token is revoked.
+func TestRepositoryPatternsOverGrantIsRevoked(t *testing.T) {
+	e, _ := patternEnv(t)
+	e.role("a", map[string]any{"owner": "acme", "repository_patterns": "team-a-*", "permissions": "contents=read"})
+	e.gh.SetFaults(fakegithub.Faults{OverGrant: true})
+	resp, err := e.do(logical.ReadOperation, "token/a", nil)
+	status, msg := mustFail(t, resp, err)
+	if status != http.StatusBadGateway {
+		t.Fatalf("status %d: %s", status, msg)
+	}
+	wantContains(t, msg, "GitHub granted more than asked", "revoked")
+	for _, tok := range e.gh.Tokens() {
+		if !tok.Revoked {
+			t.Fatalf("a token is live after an over-grant: %+v", tok.Repositories)
+		}
+	}
+}
