@@ -75,10 +75,15 @@ func (r *role) byPatternOnly(names []string) []string {
 // match none.
 func (l *repositoryList) matching(patterns []string) (names, unmatched []string) {
 	hit := make([]bool, len(patterns))
-	for _, name := range l.spelling {
+	folded := make([]string, len(patterns))
+	for i, pattern := range patterns {
+		folded[i] = strings.ToLower(pattern)
+	}
+	// The list's keys are the names folded to lower case already.
+	for key, name := range l.spelling {
 		matched := false
-		for i, pattern := range patterns {
-			if patternMatch(pattern, name) {
+		for i, pattern := range folded {
+			if ok, err := path.Match(pattern, key); err == nil && ok {
 				hit[i], matched = true, true
 			}
 		}
