@@ -343,3 +343,20 @@ func TestRepositoryPatternsOverGrantIsRevoked(t *testing.T) {
 		}
 	}
 }
+
+// TestRepositoryPatternsOnTemplatedRole: a templated role may hold literal patterns beside its templates: each caller
+// gets its rendered repository and every repository that matches.
+func TestRepositoryPatternsOnTemplatedRole(t *testing.T) {
+	e := newIdentityEnv(t)
+	if _, err := e.gh.AddRepository(testOrgInstall, fakegithub.Repository{Name: "shared-tools"}); err != nil {
+		t.Fatal(err)
+	}
+	e.configure(nil)
+	e.role("ci", map[string]any{"templated": true, "owner": "acme", "repositories": tplRepository,
+		"repository_patterns": "shared-*", "permissions": "contents=read"})
+	for entity, want := range map[string][]string{"api": {"api", "shared-tools"}, "web": {"shared-tools", "web"}} {
+		if got := sorted(e.mintAs(entity, "ci")); !reflect.DeepEqual(got, want) {
+			t.Fatalf("as %s the token reaches %v, want %v", entity, got, want)
+		}
+	}
+}
