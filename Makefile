@@ -13,8 +13,10 @@ VERSION     ?= $(shell git describe --tags --match 'v[0-9]*' --exact-match 2>/de
 LDFLAGS     := -s -w -X $(MODULE).Version=$(VERSION)
 BIN         := $(CURDIR)/bin
 DIST        ?= $(CURDIR)/dist
-# The platforms `make release` builds, as GOOS/GOARCH.
-PLATFORMS   ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+# The platforms `make release` builds, as GOOS/GOARCH; -pkcs11 is the cgo build with the PKCS#11 signer (an arm64 one
+# built on amd64 needs Debian's gcc-aarch64-linux-gnu).
+PLATFORMS   ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 \
+               linux/amd64-pkcs11 linux/arm64-pkcs11
 # The modification time of the files in the release zips: the last commit's, so that rebuilding a commit gives the
 # same bytes (see reproducible-builds.org's SOURCE_DATE_EPOCH). Without git history, 1980-01-01, the earliest time
 # a zip can hold.

@@ -8,6 +8,7 @@ package githubapp
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/signer"
 )
 
 // Version is the plugin's version, set at build time with
@@ -60,6 +62,8 @@ type backend struct {
 
 	roles *roleStore
 	now   func() time.Time
+	// pkcs11Libraries are the PKCS#11 libraries the operator allows (signer.LibrariesEnv), read once.
+	pkcs11Libraries []string
 	// clientOptions lets tests wrap the HTTP transport; nil in production.
 	clientOptions func(*github.Options)
 }
@@ -92,6 +96,8 @@ func newBackend() *backend {
 		revokers: map[string]*github.Client{},
 		roles:    newRoleStore(),
 		now:      time.Now,
+
+		pkcs11Libraries: signer.ParseLibraries(os.Getenv(signer.LibrariesEnv)),
 	}
 	b.gate = github.NewGate(github.DefaultMaxConcurrent, b.now)
 	b.metrics = newMetrics(b.gate)
@@ -148,6 +154,10 @@ func (b *backend) reset() {
 func (b *backend) resetLocked() {
 	if b.client != nil {
 		b.client.CloseIdleConnections()
+		if s := b.client.Signer(); s != nil {
+			// A KMS or HSM signer was opened for this client alone (getClient).
+			s.Close()
+		}
 	}
 	b.client = nil
 	b.gate.Forget()

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/signer"
 )
 
 // The way from a stored config to a GitHub client: one client per config, built on first use and replaced as a
@@ -41,10 +42,25 @@ func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient,
 	if err != nil {
 		return nil, err
 	}
-	gh, err := b.newClient(cfg, b.gate)
+	sg, err := b.openSigner(ctx, cfg)
 	if err != nil {
+		b.metrics.signerFailed(cfg.signerKind(), err)
+		if f := signerFailure(err, "opening the config's signer"); f != nil {
+			return nil, f
+		}
 		return nil, err
 	}
+	if sg != nil {
+		cfg.signer = observedSigner{Signer: sg, m: b.metrics}
+	}
+	gh, err := b.newClient(cfg, b.gate)
+	if err != nil {
+		if sg != nil {
+			sg.Close()
+		}
+		return nil, err
+	}
+	b.metrics.setSignerKind(cfg.signerKind())
 	b.gate.SetCapacity(cfg.MaxConcurrentRequests)
 	b.client = &appClient{
 		Client:        gh,
@@ -67,9 +83,25 @@ func (b *backend) newClient(cfg *githubConfig, gate *github.Gate) (*github.Clien
 	return b.buildClient(opts)
 }
 
-// clientOptions turns a config into what a client of its App needs. The key is parsed here only when the config
-// was read from storage: a config write has parsed it already while checking it.
+// clientOptions turns a config into what a client of its App needs: with signer=key, the key, parsed here only when
+// the config was read from storage (a config write has parsed it already while checking it); with a KMS or HSM, the
+// signer opened for the config, which the client's owner closes.
 func clientOptions(cfg *githubConfig) (github.Options, error) {
+	opts := github.Options{
+		BaseURL:        cfg.BaseURL,
+		AppID:          cfg.AppID,
+		ClientID:       cfg.ClientID,
+		CACertificate:  cfg.CACertificate,
+		ProxyURL:       cfg.ProxyURL,
+		RequestTimeout: cfg.RequestTimeout,
+	}
+	if cfg.signerKind() != signer.KindKey {
+		if cfg.signer == nil {
+			return github.Options{}, errNoSigner
+		}
+		opts.Signer = cfg.signer
+		return opts, nil
+	}
 	key := cfg.parsedKey
 	if key == nil {
 		var err error
@@ -77,15 +109,8 @@ func clientOptions(cfg *githubConfig) (github.Options, error) {
 			return github.Options{}, fmt.Errorf("stored private key: %w", err)
 		}
 	}
-	return github.Options{
-		BaseURL:        cfg.BaseURL,
-		AppID:          cfg.AppID,
-		ClientID:       cfg.ClientID,
-		PrivateKey:     key,
-		CACertificate:  cfg.CACertificate,
-		ProxyURL:       cfg.ProxyURL,
-		RequestTimeout: cfg.RequestTimeout,
-	}, nil
+	opts.PrivateKey = key
+	return opts, nil
 }
 
 // buildClient completes options with what every client of this backend shares.

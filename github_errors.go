@@ -79,6 +79,12 @@ type adviceArgs struct {
 func githubError(err error, op operation, doing string, args adviceArgs) error {
 	var gerr *github.Error
 	if !errors.As(err, &gerr) {
+		if f := signerFailure(err, doing); f != nil {
+			if op == opVerify {
+				f.status = http.StatusBadRequest
+			}
+			return f
+		}
 		return fmt.Errorf("%s: %w", doing, err)
 	}
 	status, check := http.StatusBadGateway, ""

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
@@ -21,6 +22,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/signer"
 )
 
 const (
@@ -61,8 +63,23 @@ type githubConfig struct {
 	// defaultRepositoryListTTL.
 	RepositoryListTTL time.Duration `json:"repository_list_ttl,omitempty"`
 
+	// Signer is what signs the App JWT (signer_config.go): "" or key (PrivateKey), awskms or pkcs11.
+	Signer             string `json:"signer,omitempty"`
+	KMSKeyID           string `json:"kms_key_id,omitempty"`
+	AWSRegion          string `json:"aws_region,omitempty"`
+	AWSEndpoint        string `json:"aws_endpoint,omitempty"`
+	AWSAccessKeyID     string `json:"aws_access_key_id,omitempty"`
+	AWSSecretAccessKey string `json:"aws_secret_access_key,omitempty"`
+	PKCS11Library      string `json:"pkcs11_library,omitempty"`
+	PKCS11TokenLabel   string `json:"pkcs11_token_label,omitempty"`
+	PKCS11KeyLabel     string `json:"pkcs11_key_label,omitempty"`
+	PKCS11KeyID        string `json:"pkcs11_key_id,omitempty"`
+	PKCS11PIN          string `json:"pkcs11_pin,omitempty"`
+
 	// parsedKey is PrivateKey as checked by the write that gave it, so that the write parses it once. Never stored.
 	parsedKey *rsa.PrivateKey
+	// signer is the KMS or HSM signer opened for this config by its write or its client. Never stored.
+	signer signer.Signer
 }
 
 // issuer names what the JWT's issuer is, for messages.
@@ -86,12 +103,16 @@ GitHub. GitHub accepts several keys at once, so no token request fails in betwee
 For GitHub Enterprise Server, set base_url to https://HOST/api/v3 and, with a private CA, ca_certificate.
 
 The stored key is only used toward the destination it was saved with: a write that changes base_url, proxy_url or
-ca_certificate must give private_key too.
+ca_certificate must give private_key too (with signer=awskms, aws_secret_access_key; with signer=pkcs11,
+pkcs11_pin).
+
+With signer=awskms or signer=pkcs11 the App's key stays in AWS KMS or an HSM and the engine never holds it; see the
+signer and kms_*, aws_* and pkcs11_* fields.
 `
 )
 
 func pathConfig(b *backend) *framework.Path {
-	return &framework.Path{
+	p := &framework.Path{
 		Pattern: "config",
 		DisplayAttrs: &framework.DisplayAttributes{
 			OperationPrefix: operationPrefix,
@@ -122,7 +143,7 @@ func pathConfig(b *backend) *framework.Path {
 			"base_url": {
 				Type:        framework.TypeString,
 				Default:     github.DefaultBaseURL,
-				Description: "The GitHub API's base URL: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server. A trailing slash is optional. Only https:// is accepted, except on a loopback host or with allow_insecure_http. Changing it requires private_key in the same write.",
+				Description: "The GitHub API's base URL: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server. A trailing slash is optional. Only https:// is accepted, except on a loopback host or with allow_insecure_http. Changing it requires private_key in the same write (with signer=awskms, aws_secret_access_key; with signer=pkcs11, pkcs11_pin).",
 				DisplayAttrs: &framework.DisplayAttributes{
 					Name: "Base URL",
 				},
@@ -136,14 +157,14 @@ func pathConfig(b *backend) *framework.Path {
 			},
 			"ca_certificate": {
 				Type:        framework.TypeString,
-				Description: "A PEM bundle of CA certificates to trust for TLS to GitHub, for GitHub Enterprise Server behind a private CA. When set, only these CAs are trusted. Changing it requires private_key in the same write.",
+				Description: "A PEM bundle of CA certificates to trust for TLS to GitHub, for GitHub Enterprise Server behind a private CA. When set, only these CAs are trusted. Changing it requires private_key in the same write (with signer=awskms, aws_secret_access_key; with signer=pkcs11, pkcs11_pin).",
 				DisplayAttrs: &framework.DisplayAttributes{
 					Name: "CA certificate",
 				},
 			},
 			"proxy_url": {
 				Type:        framework.TypeString,
-				Description: "An HTTP(S) proxy for calls to GitHub. When unset, the standard proxy environment variables of the Vault server apply. Changing it requires private_key in the same write.",
+				Description: "An HTTP(S) proxy for calls to GitHub. When unset, the standard proxy environment variables of the Vault server apply. Changing it requires private_key in the same write (with signer=awskms, aws_secret_access_key; with signer=pkcs11, pkcs11_pin).",
 				DisplayAttrs: &framework.DisplayAttributes{
 					Name: "Proxy URL",
 				},
@@ -222,6 +243,8 @@ func pathConfig(b *backend) *framework.Path {
 		HelpSynopsis:    pathConfigHelpSynopsis,
 		HelpDescription: strings.TrimSpace(pathConfigHelpDescription),
 	}
+	maps.Copy(p.Fields, signerFields())
+	return p
 }
 
 func (b *backend) pathConfigExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
@@ -249,6 +272,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"noreply_domain":          cfg.NoreplyDomain,
 		"repository_list_ttl":     int64(cfg.repositoryListTTL().Seconds()),
 	}
+	maps.Copy(data, cfg.signerReadData())
 	return &logical.Response{Data: data}, nil
 }
 
@@ -268,7 +292,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		cfg = &c
 	}
 	problems := applyConfigFields(cfg, d)
-	if _, keyGiven := d.GetOk("private_key"); !keyGiven {
+	if secret := cfg.signerSecret(); secret == "" || !given(d, secret) {
 		problems = append(problems, movedDestination(old, cfg)...)
 	}
 	if len(problems) > 0 {
@@ -276,6 +300,27 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 
 	resp := &logical.Response{}
+	sg, err := b.openSigner(ctx, cfg)
+	if err != nil {
+		refusal, err := signerRefusal(err)
+		if refusal != "" {
+			return logical.ErrorResponse(refusal), nil
+		}
+		return failed(err)
+	}
+	if sg != nil {
+		// Whatever opened for this write is released with it; the client opens its own (getClient).
+		defer sg.Close()
+		fp, err := signer.Fingerprint(sg.Public())
+		if err != nil {
+			return nil, fmt.Errorf("fingerprint of the signer's key: %w", err)
+		}
+		cfg.Fingerprint, cfg.signer = fp, sg
+	}
+	if cfg.signerKind() == signer.KindAWSKMS && cfg.AWSAccessKeyID == "" {
+		resp.AddWarning("signer=awskms without aws_access_key_id: the AWS SDK's default credentials of the Vault " +
+			"server sign, and a change of base_url, proxy_url or ca_certificate needs no secret")
+	}
 	if cfg.insecure() {
 		resp.AddWarning(fmt.Sprintf("allow_insecure_http: %s is not https://: the App JWT and every token "+
 			"travel to it in cleartext", quoted("base_url", cfg.BaseURL)))
@@ -285,7 +330,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			return logical.ErrorResponse(refusal), nil
 		}
 	} else {
-		if old == nil || old.ClientID != cfg.ClientID || old.AppID != cfg.AppID || old.PrivateKey != cfg.PrivateKey || old.BaseURL != cfg.BaseURL {
+		if old == nil || old.ClientID != cfg.ClientID || old.AppID != cfg.AppID || old.Fingerprint != cfg.Fingerprint || old.BaseURL != cfg.BaseURL {
 			cfg.AppSlug, cfg.AppName = "", ""
 		}
 		resp.AddWarning("verify=false: the config was saved without asking GitHub whether it accepts it")
@@ -383,16 +428,7 @@ func applyConfigFields(cfg *githubConfig, d *framework.FieldData) []string {
 	if cfg.AppID == 0 && cfg.ClientID == "" {
 		problems = append(problems, "app_id or client_id is required: give the App's numeric ID, its client ID, or both")
 	}
-	if v, ok := d.GetOk("private_key"); ok {
-		cfg.PrivateKey = strings.TrimSpace(v.(string)) + "\n"
-		if key, err := github.ParsePrivateKey(cfg.PrivateKey); err != nil {
-			problems = append(problems, "private_key: "+err.Error())
-		} else if fp, err := github.Fingerprint(&key.PublicKey); err == nil {
-			cfg.Fingerprint, cfg.parsedKey = fp, key
-		}
-	} else if cfg.PrivateKey == "" {
-		problems = append(problems, "private_key is required: give the App's PEM private key, for example private_key=@app.private-key.pem")
-	}
+	problems = append(problems, applySignerFields(cfg, d)...)
 	if v, ok := d.GetOk("base_url"); ok {
 		raw := v.(string)
 		u, err := github.NormalizeBaseURL(raw)
@@ -496,6 +532,11 @@ func checkCABundle(pemText string) error {
 // carry the key: whoever may update config must not be able to make the engine sign an App JWT for a server of their
 // choosing without knowing the key.
 func movedDestination(old, cfg *githubConfig) []string {
+	secret := cfg.signerSecret()
+	if secret == "" {
+		// The SDK's default AWS credentials sign: there is no secret a writer could be asked for.
+		return nil
+	}
 	if old == nil {
 		return nil
 	}
@@ -509,8 +550,8 @@ func movedDestination(old, cfg *githubConfig) []string {
 		{"ca_certificate", old.CACertificate, cfg.CACertificate},
 	} {
 		if f.old != f.new {
-			problems = append(problems, fmt.Sprintf("%s changes where the App's key is used: give private_key in the "+
-				"same write (the stored key is only used toward the destination it was saved with)", f.name))
+			problems = append(problems, fmt.Sprintf("%s changes where the App's key is used: give %s in the "+
+				"same write (the stored key is only used toward the destination it was saved with)", f.name, secret))
 		}
 	}
 	return problems
@@ -544,6 +585,12 @@ func redactURL(raw string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
+}
+
+// given reports whether a write gave a field.
+func given(d *framework.FieldData, name string) bool {
+	_, ok := d.GetOk(name)
+	return ok
 }
 
 // getConfig reads the stored config; nil when there is none.

@@ -12,6 +12,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -51,17 +52,20 @@ Vault token (see docs/metrics.md); otherwise JSON.
 type metrics struct {
 	registry *prometheus.Registry
 
-	minted          *prometheus.CounterVec
-	mintFailures    *prometheus.CounterVec
-	overGrants      *prometheus.CounterVec
-	unstatedScopes  *prometheus.CounterVec
-	requests        *prometheus.CounterVec
-	latency         *prometheus.HistogramVec
-	retries         *prometheus.CounterVec
-	refused         *prometheus.CounterVec
-	waits           *prometheus.CounterVec
-	waitSeconds     *prometheus.CounterVec
-	signatures      prometheus.Counter
+	minted         *prometheus.CounterVec
+	mintFailures   *prometheus.CounterVec
+	overGrants     *prometheus.CounterVec
+	unstatedScopes *prometheus.CounterVec
+	requests       *prometheus.CounterVec
+	latency        *prometheus.HistogramVec
+	retries        *prometheus.CounterVec
+	refused        *prometheus.CounterVec
+	waits          *prometheus.CounterVec
+	waitSeconds    *prometheus.CounterVec
+	signatures     *prometheus.CounterVec
+	signerFailures *prometheus.CounterVec
+	// signerKind labels the mount's signatures: the kind of the signer of its current client.
+	signerKind      atomic.Value
 	duplicates      prometheus.Counter
 	revocations     *prometheus.CounterVec
 	installationHit *prometheus.CounterVec
@@ -88,8 +92,8 @@ func newMetrics(gate *github.Gate) *metrics {
 		waitSeconds:     counter("github_wait_seconds_total", "Time calls waited in the mount's gate, by reason.", "reason"),
 		revocations:     counter("revocations_total", "Lease revocations, by outcome: succeeded, failed (Vault retries), skipped (the token had expired).", "outcome"),
 		installationHit: counter("installation_cache_total", "Installation lookups of owner-bound roles, by result: hit or miss.", "result"),
-		signatures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "jwt_signatures_total",
-			Help: "App JWTs signed."}),
+		signatures:      counter("jwt_signatures_total", "App JWTs signed, by signer (key, awskms, pkcs11).", "signer"),
+		signerFailures:  counter("signer_failures_total", "Signers that could not be opened or could not sign, by signer (key, awskms, pkcs11) and kind (misconfigured, unavailable).", "signer", "kind"),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "possible_duplicate_tokens_total",
 			Help: "Token requests retried after GitHub may have handled them; each may have left a token nobody holds, which expires within the hour."}),
 	}
@@ -108,7 +112,7 @@ func newMetrics(gate *github.Gate) *metrics {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: name, Help: help}, f)
 	}
 	m.registry.MustRegister(m.minted, m.mintFailures, m.overGrants, m.unstatedScopes, m.requests, m.latency, m.retries, m.refused,
-		m.waits, m.waitSeconds, m.signatures, m.duplicates, m.revocations, m.installationHit,
+		m.waits, m.waitSeconds, m.signatures, m.signerFailures, m.duplicates, m.revocations, m.installationHit,
 		gauge("rate_limit_limit", "The App's hourly request limit as GitHub last reported it (0: not seen yet).",
 			func() float64 { return float64(gate.RateLimit().Limit) }),
 		gauge("rate_limit_remaining", "Requests left in the App's hourly limit as GitHub last reported it.",
@@ -156,7 +160,7 @@ func (m *metrics) Waited(reason string, d time.Duration) {
 	m.waitSeconds.WithLabelValues(reason).Add(d.Seconds())
 }
 
-func (m *metrics) Signed()            { m.signatures.Inc() }
+func (m *metrics) Signed()            { m.signatures.WithLabelValues(m.currentSignerKind()).Inc() }
 func (m *metrics) PossibleDuplicate() { m.duplicates.Inc() }
 
 // mintOutcome counts a token request's outcome. exists says whether the role was found: the handler reads it to mint

@@ -51,6 +51,7 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 		data["app_id"], data["app_slug"], data["app_name"] = cfg.AppID, cfg.AppSlug, cfg.AppName
 		data["client_id"], data["base_url"] = cfg.ClientID, cfg.BaseURL
 		data["private_key_fingerprint"] = cfg.Fingerprint
+		data["signer"] = cfg.signerDescription()
 	}
 
 	st := b.gate.Status()
@@ -83,6 +84,10 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 		data["jwt_expires_at"] = timestamp(c.JWTExpiry())
 		data["possible_duplicate_tokens"] = c.PossibleDuplicateTokens()
 		installations = c.installations.snapshot()
+		if s := c.Signer(); s != nil && cfg != nil {
+			// What the KMS or HSM said of the key it signs with (a KMS key's ARN rather than an alias).
+			data["signer"] = s.Describe()
+		}
 	}
 	data["installations"] = installations
 	return &logical.Response{Data: data}, nil

@@ -172,6 +172,21 @@ var (
 		runs: "examples/github-actions-setup.sh", shows: []string{`v.runExampleScript(t, exdir, "github-actions-setup.sh")`}}
 	byActionsDeploy = docClaim{test: "TestGitHubActionsOIDC", file: "integrationtest/github_actions_test.go",
 		runs: "examples/github-actions-deploy.sh", shows: []string{`v.runExampleScript(t, exdir, "github-actions-deploy.sh")`}}
+	// docs/signers.md: the cgo build registered with the allowed libraries, and KMS and HSM configs, through Vault.
+	byAWSKMSSigner = docClaim{test: "TestAWSKMSSignerThroughVault", file: "integrationtest/signer_test.go",
+		shows: []string{`"signer=awskms"`, `"kms_key_id=alias/github-app"`, `"aws_secret_access_key="+kmstest.SecretAccessKey`}}
+	byPKCS11Signer = docClaim{test: "TestPKCS11SignerThroughVault", file: "integrationtest/signer_test.go",
+		shows: []string{`"-env=GITHUB_APP_PKCS11_LIBRARIES="+lib`, `"signer=pkcs11", "pkcs11_library=" + lib`}}
+	// The SoftHSM2 token and import, with softhsm2-util as the page shows it (hsmtest runs it).
+	bySoftHSMSetup = docClaim{test: "TestPKCS11SignerThroughVault", file: "integrationtest/signer_test.go",
+		shows: []string{"hsmtest.Setup(t.TempDir()"}}
+	bySoftHSMUtil = docClaim{test: "hsmtest.Setup", file: "internal/testing/hsmtest/hsmtest.go",
+		shows: []string{`"--init-token", "--free", "--label"`, `"--import", f.Name(), "--token", k.Token, "--label"`}}
+	// Key rotation with each signer: the engine's unit tests, against local-kms and SoftHSM2.
+	byKMSRotation = docClaim{test: "TestAWSKMSKeyRotation", file: "signer_config_test.go",
+		shows: []string{`map[string]any{"kms_key_id": kmsOtherKey}`}}
+	byHSMRotation = docClaim{test: "TestPKCS11KeyRotation", file: "signer_pkcs11_test.go",
+		shows: []string{`map[string]any{"pkcs11_key_label": hsmOtherLabel}`}}
 )
 
 // docsRunElsewhere: the documented commands that other tests run.
@@ -237,13 +252,39 @@ var docsRunElsewhere = map[string][]docClaim{
 	`[ "${1:-}" = get ] || exit 0`:                               {byGitHelper},
 	`printf 'username=x-access-token\n'`:                         {byGitHelper},
 	`printf 'password=%s\n' "$(cat "$token_file")"`:              {byGitHelper},
+
+	// docs/signers.md.
+	"vault write github/config app_id=123456 signer=awskms kms_key_id=alias/github-app aws_region=eu-west-1 aws_access_key_id=AKIAIOSFODNN7EXAMPLE aws_secret_access_key=@aws-secret-access-key.txt": {byAWSKMSSigner},
+	"vault write github/config kms_key_id=alias/github-app-2":                                    {byKMSRotation},
+	`softhsm2-util --init-token --free --label github-app --so-pin "$SO_PIN" --pin "$PIN"`:       {bySoftHSMSetup, bySoftHSMUtil},
+	`softhsm2-util --import app-key.pk8 --token github-app --label app-key --id a1 --pin "$PIN"`: {bySoftHSMSetup, bySoftHSMUtil},
+	`vault plugin register -sha256="$SHA256" -version=v0.3.0 -command=vault-plugin-secrets-github-app-pkcs11 -env=GITHUB_APP_PKCS11_LIBRARIES=/usr/lib/softhsm/libsofthsm2.so secret vault-plugin-secrets-github-app`: {byPKCS11Signer},
+	"vault write github/config app_id=123456 signer=pkcs11 pkcs11_library=/usr/lib/softhsm/libsofthsm2.so pkcs11_token_label=github-app pkcs11_key_label=app-key pkcs11_pin=@hsm-pin.txt":                             {byPKCS11Signer},
+	"vault write github/config pkcs11_key_label=app-key-2": {byHSMRotation},
 }
 
 // ------------------------------------------------------------------------------------------ c. not runnable here
 
+// kmsImport is why the AWS KMS import steps of docs/signers.md run in no test.
+const kmsImport = "an AWS account: the KMS emulator the tests run (local-kms) cannot import asymmetric key material as AWS does"
+
 // docsNotRunnable: documented commands that no test can run, and why. Their blocks say "untested example".
 var docsNotRunnable = map[string]string{
 	"vault write github/config app_id=12 private_key=@app.pem base_url=https://github.example.com/api/v3 ca_certificate=@corp-ca.pem": "a GitHub Enterprise Server host and its private CA, which a test machine does not have",
+	"vault write github/config client_id=Iv23liEXAMPLE private_key=@app.pem base_url=https://api.octocorp.ghe.com":                    "a GHE.com enterprise, which a test machine cannot reach (ghecom_test.go runs the same base URL against the emulator)",
+	// docs/signers.md: importing the App key into AWS KMS.
+	`KEY_ID=$(aws kms create-key --origin EXTERNAL --key-spec RSA_2048 --key-usage SIGN_VERIFY --description "GitHub App" --query KeyMetadata.KeyId --output text)`: kmsImport,
+	`aws kms create-alias --alias-name alias/github-app --target-key-id "$KEY_ID"`:                                                                                  kmsImport,
+	`aws kms get-parameters-for-import --key-id "$KEY_ID" --wrapping-algorithm RSA_AES_KEY_WRAP_SHA_256 --wrapping-key-spec RSA_4096 > import-parameters.json`:      kmsImport,
+	`jq -r .PublicKey import-parameters.json | base64 -d > wrapping-key.der`:                                                                                        kmsImport,
+	`jq -r .ImportToken import-parameters.json | base64 -d > import-token.bin`:                                                                                      kmsImport,
+	`openssl pkcs8 -topk8 -nocrypt -in my-app.private-key.pem -outform DER -out app-key.der`:                                                                        kmsImport,
+	`openssl rand -out aes-key.bin 32`: kmsImport,
+	`openssl enc -id-aes256-wrap-pad -iv A65959A6 -K "$(xxd -p -c 64 aes-key.bin)" -in app-key.der -out app-key-wrapped.bin`:                                                                               kmsImport,
+	`openssl pkeyutl -encrypt -pubin -keyform DER -inkey wrapping-key.der -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256 -in aes-key.bin -out aes-key-wrapped.bin`: kmsImport,
+	`cat aes-key-wrapped.bin app-key-wrapped.bin > key-material.bin`:                                                                                                                                       kmsImport,
+	`aws kms import-key-material --key-id "$KEY_ID" --encrypted-key-material fileb://key-material.bin --import-token fileb://import-token.bin --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE`:             kmsImport,
+	`shred -u aes-key.bin app-key.der my-app.private-key.pem`:                                                                                                                                              kmsImport,
 }
 
 // ----------------------------------------------------------------------------------------------------- the checks

@@ -5,35 +5,22 @@ package signer_test
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
-	"fmt"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	kmssrc "github.com/nsmithuk/local-kms/src"
-	"github.com/nsmithuk/local-kms/src/cmk"
-	kmsconfig "github.com/nsmithuk/local-kms/src/config"
-	"github.com/nsmithuk/local-kms/src/data"
-	"gopkg.in/yaml.v2"
-
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/signer"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/kmstest"
 )
 
 // The keys every local KMS holds.
 const (
-	kmsRegion     = "eu-west-2"
-	kmsAccount    = "111122223333"
+	kmsRegion     = kmstest.Region
 	kmsAppKey     = "0a5e1f3c-0000-4000-8000-000000000001" // the App key, RSA SIGN_VERIFY
 	kmsEncryptKey = "0a5e1f3c-0000-4000-8000-000000000002" // the App key imported for ENCRYPT_DECRYPT
 	kmsECCKey     = "0a5e1f3c-0000-4000-8000-000000000003" // an EC P-256 SIGN_VERIFY key
@@ -41,111 +28,14 @@ const (
 	kmsDisabled   = "0a5e1f3c-0000-4000-8000-000000000005" // the App key, disabled
 	kmsAlias      = "alias/github-app"                     // names kmsAppKey
 
-	kmsAccessKeyID = "AKIATESTSIGNER000001"
-	kmsSecretKey   = "wJalrXUtnFEMI/K7MDENG/bPxRfiSIGNERTESTKEY"
+	kmsAccessKeyID = kmstest.AccessKeyID
+	kmsSecretKey   = kmstest.SecretAccessKey
 )
 
-// local-kms keeps its region and account in package variables, read while seeding and serving; they are set once,
-// before any test's KMS exists.
-var kmsConfigOnce sync.Once
+// localKMS is a local KMS (kmstest) holding the App key in every way the signer must accept or refuse it.
+type localKMS struct{ *kmstest.Server }
 
-// localKMS is local-kms's request handler on 127.0.0.1 only (run as a program, local-kms listens on every interface),
-// with a database of its own in the test's temporary directory, seeded in local-kms's seed format (which, unlike its
-// ImportKeyMaterial, takes asymmetric keys with their PEM). A wrapping handler can answer as real KMS does where
-// local-kms cannot: throttling and IAM refusals.
-type localKMS struct {
-	url string
-	// throttleSigns answers the next this many Sign requests with ThrottlingException.
-	throttleSigns atomic.Int64
-	// deny answers every request with AccessDeniedException.
-	deny atomic.Bool
-	// signs counts the Sign requests that arrived, throttled or not.
-	signs atomic.Int64
-}
-
-// kmsSeed is local-kms's seed file format.
-type kmsSeed struct {
-	Keys struct {
-		Symmetric struct {
-			Aes []cmk.AesKey `yaml:"Aes"`
-		} `yaml:"Symmetric"`
-		Asymmetric struct {
-			Rsa []cmk.RsaKey `yaml:"Rsa"`
-			Ecc []cmk.EccKey `yaml:"Ecc"`
-		} `yaml:"Asymmetric"`
-	} `yaml:"Keys"`
-	Aliases []data.Alias `yaml:"Aliases"`
-}
-
-func newLocalKMS(t *testing.T) *localKMS {
-	t.Helper()
-	kmsConfigOnce.Do(func() {
-		kmsconfig.AWSRegion = kmsRegion
-		kmsconfig.AWSAccountId = kmsAccount
-	})
-	db := data.NewDatabase(t.TempDir())
-	t.Cleanup(db.Close)
-
-	var seed kmsSeed
-	if err := yaml.Unmarshal([]byte(kmsSeedYAML(t)), &seed); err != nil {
-		t.Fatalf("local-kms seed: %v", err)
-	}
-	for i := range seed.Keys.Asymmetric.Rsa {
-		k := &seed.Keys.Asymmetric.Rsa[i]
-		if k.Metadata.KeyId == kmsDisabled {
-			k.Metadata.Enabled, k.Metadata.KeyState = false, cmk.KeyStateDisabled
-		}
-		if err := db.SaveKey(k); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range seed.Keys.Asymmetric.Ecc {
-		if err := db.SaveKey(&seed.Keys.Asymmetric.Ecc[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range seed.Keys.Symmetric.Aes {
-		if err := db.SaveKey(&seed.Keys.Symmetric.Aes[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, a := range seed.Aliases {
-		a.AliasArn = kmsconfig.ArnPrefix() + a.AliasName
-		if err := db.SaveAlias(&a); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	k := &localKMS{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		target := r.Header.Get("X-Amz-Target")
-		if strings.HasSuffix(target, ".Sign") {
-			k.signs.Add(1)
-		}
-		switch {
-		case k.deny.Load():
-			kmsRefuse(w, "AccessDeniedException", "User: arn:aws:iam::111122223333:user/ci is not authorized to "+
-				"perform: kms:GetPublicKey because no identity-based policy allows the kms:GetPublicKey action")
-		case strings.HasSuffix(target, ".Sign") && k.throttleSigns.Add(-1) >= 0:
-			kmsRefuse(w, "ThrottlingException", "Rate exceeded")
-		default:
-			kmssrc.HandleRequest(w, r, db)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	k.url = srv.URL
-	return k
-}
-
-// kmsRefuse answers as KMS does in its JSON protocol.
-func kmsRefuse(w http.ResponseWriter, code, msg string) {
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	w.WriteHeader(http.StatusBadRequest)
-	fmt.Fprintf(w, `{"__type":%q,"message":%q}`, code, msg)
-}
-
-// kmsSeedYAML is the seed file an operator would give local-kms.
-func kmsSeedYAML(t *testing.T) string {
+func newLocalKMS(t *testing.T) localKMS {
 	t.Helper()
 	ecDER, err := x509.MarshalECPrivateKey(ecKey(t))
 	if err != nil {
@@ -153,43 +43,25 @@ func kmsSeedYAML(t *testing.T) string {
 	}
 	ecPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ecDER})
 	appPEM := pkcs8PEM(t, appKey(t))
-	backing := make([]byte, 32)
-	if _, err := rand.Read(backing); err != nil {
-		t.Fatal(err)
-	}
-	rsaKey := func(id, usage string) string {
-		return fmt.Sprintf("      - Metadata:\n          KeyId: %s\n          KeyUsage: %s\n        PrivateKeyPem: |\n%s",
-			id, usage, indent(string(appPEM), "          "))
-	}
-	return "Keys:\n" +
-		"  Symmetric:\n    Aes:\n" +
-		fmt.Sprintf("      - Metadata:\n          KeyId: %s\n        BackingKeys:\n          - %s\n", kmsAESKey,
-			hex.EncodeToString(backing)) +
-		"  Asymmetric:\n    Rsa:\n" +
-		rsaKey(kmsAppKey, "SIGN_VERIFY") + rsaKey(kmsEncryptKey, "ENCRYPT_DECRYPT") +
-		rsaKey(kmsDisabled, "SIGN_VERIFY") +
-		"    Ecc:\n" +
-		fmt.Sprintf("      - Metadata:\n          KeyId: %s\n          KeyUsage: SIGN_VERIFY\n        PrivateKeyPem: |\n%s",
-			kmsECCKey, indent(string(ecPEM), "          ")) +
-		"Aliases:\n" +
-		fmt.Sprintf("  - AliasName: %s\n    TargetKeyId: %s\n", kmsAlias, kmsAppKey)
-}
-
-func indent(s, prefix string) string {
-	var b strings.Builder
-	for line := range strings.Lines(s) {
-		b.WriteString(prefix + line)
-	}
-	return b.String()
+	return localKMS{kmstest.New(t, kmstest.Seed{
+		RSA: []kmstest.Key{
+			{ID: kmsAppKey, PEM: appPEM},
+			{ID: kmsEncryptKey, Usage: "ENCRYPT_DECRYPT", PEM: appPEM},
+			{ID: kmsDisabled, PEM: appPEM, Disabled: true},
+		},
+		EC:      []kmstest.Key{{ID: kmsECCKey, PEM: ecPEM}},
+		AES:     []string{kmsAESKey},
+		Aliases: map[string]string{kmsAlias: kmsAppKey},
+	})}
 }
 
 // config is the signer's configuration for this KMS, with static credentials.
-func (k *localKMS) config(keyID string) signer.AWSKMSConfig {
-	return signer.AWSKMSConfig{KeyID: keyID, Region: kmsRegion, Endpoint: k.url, AccessKeyID: kmsAccessKeyID,
+func (k localKMS) config(keyID string) signer.AWSKMSConfig {
+	return signer.AWSKMSConfig{KeyID: keyID, Region: kmsRegion, Endpoint: k.URL, AccessKeyID: kmsAccessKeyID,
 		SecretAccessKey: kmsSecretKey}
 }
 
-func kmsARN(id string) string { return "arn:aws:kms:" + kmsRegion + ":" + kmsAccount + ":key/" + id }
+func kmsARN(id string) string { return kmstest.ARN(id) }
 
 // TestAWSKMSSigns: the real AWS SDK against local-kms holding the App key, by key ID, alias and ARN: the signatures
 // and a JWT verify with the App's public key, and the signer names the key by its ARN.
@@ -238,7 +110,7 @@ func TestAWSKMSRefuses(t *testing.T) {
 		{name: "access denied", cfg: k.config(kmsAppKey), deny: true, param: signer.ParamCredentials,
 			fragments: []string{"access denied", "kms:GetPublicKey and kms:Sign"}},
 		{name: "half the credentials", cfg: signer.AWSKMSConfig{KeyID: kmsAppKey, Region: kmsRegion,
-			Endpoint: k.url, SecretAccessKey: kmsSecretKey}, param: signer.ParamCredentials,
+			Endpoint: k.URL, SecretAccessKey: kmsSecretKey}, param: signer.ParamCredentials,
 			fragments: []string{"both an access key ID and a secret access key"}},
 		{name: "no key", cfg: k.config(""), param: signer.ParamKeyID, fragments: []string{"no KMS key given"}},
 		{name: "endpoint not a URL", cfg: signer.AWSKMSConfig{KeyID: kmsAppKey, Region: kmsRegion,
@@ -246,8 +118,8 @@ func TestAWSKMSRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			k.deny.Store(tt.deny)
-			defer k.deny.Store(false)
+			k.Deny.Store(tt.deny)
+			defer k.Deny.Store(false)
 			s, err := signer.NewAWSKMS(t.Context(), tt.cfg)
 			if err == nil {
 				s.Close()
@@ -273,22 +145,22 @@ func TestAWSKMSThrottling(t *testing.T) {
 	digest := sha256.Sum256([]byte("throttled"))
 
 	// Two throttled answers, then KMS signs.
-	k.throttleSigns.Store(2)
-	k.signs.Store(0)
+	k.ThrottleSigns.Store(2)
+	k.Signs.Store(0)
 	if _, err := s.SignRS256(t.Context(), digest[:]); err != nil {
 		t.Fatalf("after 2 throttled attempts: %v", err)
 	}
-	if n := k.signs.Load(); n != 3 {
+	if n := k.Signs.Load(); n != 3 {
 		t.Fatalf("%d Sign requests, want 3 (2 throttled, 1 signed)", n)
 	}
 
 	// Throttled beyond the attempts.
-	k.throttleSigns.Store(1 << 30)
-	k.signs.Store(0)
+	k.ThrottleSigns.Store(1 << 30)
+	k.Signs.Store(0)
 	_, err = s.SignRS256(t.Context(), digest[:])
 	wantError(t, err, signer.KindUnavailable, signer.ParamNone,
 		[]string{"AWS KMS is throttling requests (ThrottlingException)", "gave up after 4 attempts"}, kmsSecretKey)
-	if n := k.signs.Load(); n != 4 {
+	if n := k.Signs.Load(); n != 4 {
 		t.Fatalf("%d Sign requests, want 4 (MaxAttempts)", n)
 	}
 
@@ -356,7 +228,7 @@ func TestAWSKMSDefaultCredentialChain(t *testing.T) {
 	} {
 		t.Setenv(name, value)
 	}
-	cfg := signer.AWSKMSConfig{KeyID: kmsAlias, Region: kmsRegion, Endpoint: k.url, MaxAttempts: 1}
+	cfg := signer.AWSKMSConfig{KeyID: kmsAlias, Region: kmsRegion, Endpoint: k.URL, MaxAttempts: 1}
 
 	_, err := signer.NewAWSKMS(t.Context(), cfg)
 	wantError(t, err, signer.KindMisconfigured, signer.ParamCredentials, []string{"no usable AWS credentials"})

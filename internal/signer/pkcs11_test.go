@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/signer"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/hsmtest"
 )
 
 // The PKCS#11 tests run against SoftHSM2 (Debian's softhsm2), with tokens made and keys imported by softhsm2-util as
@@ -25,8 +25,6 @@ import (
 // initialised: every test of the package shares one token directory, set up once, and the PKCS#11 tests do not run
 // in parallel (one of them finalises the module behind the signers' backs).
 const (
-	hsmSOPIN = "so-pin-0000"
-
 	hsmAppToken = "app" // holds the App key, an EC key, and the App key twice more under one label
 	hsmAppPIN   = "app-pin-1234"
 	hsmPINToken = "pin-check" // no test logs in to it but the one that gives it a wrong PIN
@@ -69,69 +67,23 @@ func softHSMLib(t *testing.T) string {
 	return softHSM.lib
 }
 
-// softHSMLibraries are where distributions install the module.
-var softHSMLibraries = []string{
-	"/usr/lib/softhsm/libsofthsm2.so",
-	"/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-	"/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-	"/usr/local/lib/softhsm/libsofthsm2.so",
-	"/usr/lib64/pkcs11/libsofthsm2.so",
-}
-
 func setUpSoftHSM(t *testing.T) (lib, dir string, err error) {
-	if _, err := exec.LookPath("softhsm2-util"); err != nil {
+	if _, err := hsmtest.Library(); err != nil {
 		return "", "", err
-	}
-	for _, l := range softHSMLibraries {
-		if _, err := os.Stat(l); err == nil {
-			lib = l
-			break
-		}
-	}
-	if lib == "" {
-		return "", "", fmt.Errorf("no libsofthsm2.so in %s", strings.Join(softHSMLibraries, ", "))
 	}
 	if dir, err = os.MkdirTemp("", "signer-softhsm-"); err != nil {
 		return "", "", err
 	}
-	conf := filepath.Join(dir, "softhsm2.conf")
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.Mkdir(tokens, 0o700); err != nil {
-		return "", dir, err
-	}
-	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\n"+
-		"log.level = ERROR\nslots.removable = false\n"), 0o600); err != nil {
-		return "", dir, err
-	}
-	// The module reads SOFTHSM2_CONF when it is initialised, in this process; softhsm2-util gets it too.
-	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
-		return "", dir, err
-	}
-	appPEM := filepath.Join(dir, "app.pk8")
-	ecPEM := filepath.Join(dir, "ec.pk8")
-	if err := os.WriteFile(appPEM, pkcs8PEM(t, appKey(t)), 0o600); err != nil {
-		return "", dir, err
-	}
-	if err := os.WriteFile(ecPEM, pkcs8PEM(t, ecKey(t)), 0o600); err != nil {
-		return "", dir, err
-	}
-	steps := [][]string{
-		{"--init-token", "--free", "--label", hsmAppToken, "--so-pin", hsmSOPIN, "--pin", hsmAppPIN},
-		{"--init-token", "--free", "--label", hsmPINToken, "--so-pin", hsmSOPIN, "--pin", hsmPINPIN},
-		{"--import", appPEM, "--token", hsmAppToken, "--label", hsmAppKeyLabel, "--id", hsmAppKeyID,
-			"--pin", hsmAppPIN},
-		{"--import", ecPEM, "--token", hsmAppToken, "--label", hsmECLabel, "--id", hsmECID, "--pin", hsmAppPIN},
-		{"--import", appPEM, "--token", hsmAppToken, "--label", hsmTwinLabel, "--id", "b1", "--pin", hsmAppPIN},
-		{"--import", appPEM, "--token", hsmAppToken, "--label", hsmTwinLabel, "--id", "b2", "--pin", hsmAppPIN},
-	}
-	for _, args := range steps {
-		cmd := exec.Command("softhsm2-util", args...)
-		cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", dir, fmt.Errorf("softhsm2-util %s: %v: %s", args[0], err, out)
-		}
-	}
-	return lib, dir, nil
+	appPEM, ecPEM := pkcs8PEM(t, appKey(t)), pkcs8PEM(t, ecKey(t))
+	lib, _, err = hsmtest.Setup(dir,
+		[]hsmtest.Token{{Label: hsmAppToken, PIN: hsmAppPIN}, {Label: hsmPINToken, PIN: hsmPINPIN}},
+		[]hsmtest.Key{
+			{Token: hsmAppToken, PIN: hsmAppPIN, Label: hsmAppKeyLabel, ID: hsmAppKeyID, PEM: appPEM},
+			{Token: hsmAppToken, PIN: hsmAppPIN, Label: hsmECLabel, ID: hsmECID, PEM: ecPEM},
+			{Token: hsmAppToken, PIN: hsmAppPIN, Label: hsmTwinLabel, ID: "b1", PEM: appPEM},
+			{Token: hsmAppToken, PIN: hsmAppPIN, Label: hsmTwinLabel, ID: "b2", PEM: appPEM},
+		})
+	return lib, dir, err
 }
 
 // hsmConfig selects the App key on the app token by label.

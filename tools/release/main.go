@@ -3,7 +3,9 @@
 
 // Command release builds the plugin's release artefacts the way HashiCorp publishes its plugins: for each platform
 // a zip, NAME_VERSION_OS_ARCH.zip (VERSION without the leading v), holding the static binary NAME (NAME.exe on
-// windows), and one NAME_VERSION_SHA256SUMS file listing the zips in sha256sum's format.
+// windows), and one NAME_VERSION_SHA256SUMS file listing the zips in sha256sum's format. A platform with the
+// suffix -pkcs11 (linux/amd64-pkcs11) is the PKCS#11 build: it needs cgo, so it is dynamically linked against the C
+// library and cannot run on musl-based images such as Alpine's; its zip is NAME_VERSION_OS_ARCH_pkcs11.zip.
 //
 // Usage (make release runs it from the module root):
 //
@@ -12,7 +14,7 @@
 //
 // The artefacts are reproducible: the same commit built with the same Go toolchain gives byte-identical zips, so
 // anyone can rebuild a release and compare it with the SHA256SUMS file. Hence go build runs with -trimpath (no
-// local paths), -buildid= (no build ID), cgo off and the caller's GOFLAGS and microarchitecture levels replaced
+// local paths), -buildid= (no build ID, nor a linker build ID in a cgo build), cgo off (on in a -pkcs11 build) and the caller's GOFLAGS and microarchitecture levels replaced
 // by fixed values; and each zip holds one entry with a fixed name, mode and modification time (-mtime), instead
 // of the build's clock and the file system's metadata.
 package main
@@ -30,6 +32,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -41,8 +44,15 @@ var zipEpoch = time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC)
 // versionPattern is a semantic version with the leading v that Vault's plugin catalog expects.
 var versionPattern = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
 
-// platformPattern is a GOOS/GOARCH pair.
-var platformPattern = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9]+$`)
+// platformPattern is a GOOS/GOARCH pair, with -pkcs11 for the cgo build that holds the PKCS#11 signer.
+var platformPattern = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9]+(-pkcs11)?$`)
+
+// pkcs11Suffix marks the cgo build of a platform.
+const pkcs11Suffix = "-pkcs11"
+
+// crossCompilers are the C compilers of Debian's cross toolchains (gcc-aarch64-linux-gnu, gcc-x86-64-linux-gnu) that a
+// PKCS#11 build for another architecture than the builder's needs.
+var crossCompilers = map[string]string{"amd64": "x86_64-linux-gnu-gcc", "arm64": "aarch64-linux-gnu-gcc"}
 
 // config is one release build.
 type config struct {
@@ -112,7 +122,10 @@ func build(ctx context.Context, cfg config) (zips []string, sums string, err err
 	seen := map[string]bool{}
 	for _, p := range cfg.platforms {
 		if !platformPattern.MatchString(p) {
-			return nil, "", fmt.Errorf("platform %q is not GOOS/GOARCH", p)
+			return nil, "", fmt.Errorf("platform %q is not GOOS/GOARCH or GOOS/GOARCH-pkcs11", p)
+		}
+		if strings.HasSuffix(p, pkcs11Suffix) && !strings.HasPrefix(p, "linux/") {
+			return nil, "", fmt.Errorf("platform %q: PKCS#11 builds are made for linux only", p)
 		}
 		if seen[p] {
 			return nil, "", fmt.Errorf("platform %s is given twice", p)
@@ -132,15 +145,20 @@ func build(ctx context.Context, cfg config) (zips []string, sums string, err err
 	fileVersion := strings.TrimPrefix(cfg.version, "v")
 	for _, p := range cfg.platforms {
 		goos, goarch, _ := strings.Cut(p, "/")
+		goarch, pkcs11 := strings.CutSuffix(goarch, pkcs11Suffix)
 		binName := cfg.name
 		if goos == "windows" {
 			binName += ".exe"
 		}
-		bin := filepath.Join(tmp, goos+"_"+goarch, binName)
-		if err := goBuild(ctx, cfg, goos, goarch, bin); err != nil {
+		variant := ""
+		if pkcs11 {
+			variant = "_pkcs11"
+		}
+		bin := filepath.Join(tmp, goos+"_"+goarch+variant, binName)
+		if err := goBuild(ctx, cfg, goos, goarch, pkcs11, bin); err != nil {
 			return nil, "", err
 		}
-		zipPath := filepath.Join(cfg.out, fmt.Sprintf("%s_%s_%s_%s.zip", cfg.name, fileVersion, goos, goarch))
+		zipPath := filepath.Join(cfg.out, fmt.Sprintf("%s_%s_%s_%s%s.zip", cfg.name, fileVersion, goos, goarch, variant))
 		if err := writeZip(zipPath, bin, binName, cfg.mtime); err != nil {
 			return nil, "", fmt.Errorf("zipping %s: %w", p, err)
 		}
@@ -153,15 +171,26 @@ func build(ctx context.Context, cfg config) (zips []string, sums string, err err
 	return zips, sums, nil
 }
 
-// goBuild builds cfg.pkg for one platform into out.
-func goBuild(ctx context.Context, cfg config, goos, goarch, out string) error {
-	args := []string{"build", "-trimpath", "-ldflags", strings.TrimSpace(cfg.ldflags + " -buildid="), "-o", out, cfg.pkg}
+// goBuild builds cfg.pkg for one platform into out; with pkcs11, with cgo.
+func goBuild(ctx context.Context, cfg config, goos, goarch string, pkcs11 bool, out string) error {
+	ldflags := cfg.ldflags + " -buildid="
+	cgo := []string{"CGO_ENABLED=0"}
+	if pkcs11 {
+		// The external linker would add a build ID of its own.
+		ldflags += " -extldflags=-Wl,--build-id=none"
+		cgo = []string{"CGO_ENABLED=1", "CGO_CFLAGS=-O2", "CGO_LDFLAGS="}
+		if goarch != runtime.GOARCH {
+			cgo = append(cgo, "CC="+crossCompilers[goarch])
+		}
+	}
+	args := []string{"build", "-trimpath", "-ldflags", strings.TrimSpace(ldflags), "-o", out, cfg.pkg}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = cfg.dir
 	// Later entries win: the caller's environment must not change the bytes. GOFLAGS could add -race, -cover or
-	// -tags; GOAMD64 and GOARM64 would raise the instruction set above what every machine of the platform runs.
-	cmd.Env = append(os.Environ(),
-		"CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch, "GOFLAGS=", "GOAMD64=v1", "GOARM64=v8.0")
+	// -tags; GOAMD64 and GOARM64 would raise the instruction set above what every machine of the platform runs;
+	// CGO_CFLAGS and CGO_LDFLAGS would change what the C compiler and linker make.
+	cmd.Env = append(append(os.Environ(),
+		"GOOS="+goos, "GOARCH="+goarch, "GOFLAGS=", "GOAMD64=v1", "GOARM64=v8.0"), cgo...)
 	var output bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &output, &output
 	if err := cmd.Run(); err != nil {

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -233,4 +234,57 @@ func readFile(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// TestPKCS11ReleaseIsReproducible builds the PKCS#11 artefact of this machine's Linux platform twice: it needs cgo,
+// so it is a separate, dynamically linked binary beside the static one, named for its variant, and just as
+// reproducible.
+func TestPKCS11ReleaseIsReproducible(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("PKCS#11 artefacts are built for Linux only")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const version = "v1.2.3-repro.1"
+	cfg := config{
+		name:      "vault-plugin-secrets-github-app",
+		pkg:       "./cmd/vault-plugin-secrets-github-app",
+		dir:       root,
+		version:   version,
+		ldflags:   "-s -w -X " + modulePath + ".Version=" + version,
+		mtime:     testMtime,
+		platforms: []string{"linux/" + runtime.GOARCH + "-pkcs11"},
+	}
+	var zips [2][]string
+	for i := range 2 {
+		cfg.out = t.TempDir()
+		if zips[i], _, err = build(context.Background(), cfg); err != nil {
+			t.Fatalf("build %d: %v", i+1, err)
+		}
+	}
+	wantZip := "vault-plugin-secrets-github-app_1.2.3-repro.1_linux_" + runtime.GOARCH + "_pkcs11.zip"
+	if len(zips[0]) != 1 || filepath.Base(zips[0][0]) != wantZip {
+		t.Fatalf("the build made %v, want one zip named %s", zips[0], wantZip)
+	}
+	if !bytes.Equal(readFile(t, zips[0][0]), readFile(t, zips[1][0])) {
+		t.Error("the two builds' PKCS#11 zips differ: the release is not reproducible")
+	}
+	bin := unzipOne(t, zips[0][0], testMtime)
+	if out, err := exec.Command(bin, "-version").Output(); err != nil || string(out) != version+"\n" {
+		t.Errorf("%s -version printed %q (%v), want %q", bin, out, err, version+"\n")
+	}
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(libs, func(l string) bool { return strings.HasPrefix(l, "libc.so") }) {
+		t.Errorf("the PKCS#11 binary links %v: want the C library, which loads PKCS#11 modules", libs)
+	}
 }
