@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/fakegithub"
 )
 
 // The benchmarks drive the backend in process, the way Vault's router would, against the in-process emulator:
@@ -339,4 +340,62 @@ func capturedTokenAnswer(b *testing.B) []byte {
 		b.Fatal("no token answer captured")
 	}
 	return rg.body
+}
+
+// patternBenchRepositories is how many repositories the pattern benchmarks' installation reaches; their role's
+// pattern matches a tenth of them.
+const patternBenchRepositories = 1000
+
+// patternBenchEnv is benchEnv whose installation reaches 1,000 more repositories, with a role whose pattern
+// matches 100 of them.
+func patternBenchEnv(b *testing.B) *benchHarness {
+	b.Helper()
+	h := benchEnv(b, nil)
+	for i := range patternBenchRepositories {
+		name := fmt.Sprintf("svc-%04d", i)
+		if i%10 == 0 {
+			name = fmt.Sprintf("team-a-%04d", i)
+		}
+		if _, err := h.gh.AddRepository(testOrgInstall, fakegithub.Repository{Name: name}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	benchDo(b, h, logical.UpdateOperation, "roles/"+benchRole, map[string]any{
+		"owner": "acme", "repository_patterns": "team-a-*", "permissions": "contents=read",
+	})
+	return h
+}
+
+// BenchmarkMintPatternColdList is a mint of a role with repository_patterns whose installation's list is not
+// cached: a metadata=read token minted, 1,000 repositories read in pages of 100, that token revoked, the pattern
+// matched, and the mint. The list is dropped before each mint.
+func BenchmarkMintPatternColdList(b *testing.B) {
+	h := patternBenchEnv(b)
+	benchMint(b, h)
+	from := h.counters()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		h.b.client.repositories = newRepositoryCache(defaultRepositoryListTTL)
+		b.StartTimer()
+		benchMint(b, h)
+	}
+	b.StopTimer()
+	h.report(b, from)
+}
+
+// BenchmarkMintPatternWarm is the same mint with the list cached: the pattern matched against 1,000 cached names,
+// and one call to GitHub.
+func BenchmarkMintPatternWarm(b *testing.B) {
+	h := patternBenchEnv(b)
+	benchMint(b, h)
+	from := h.counters()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		benchMint(b, h)
+	}
+	b.StopTimer()
+	h.report(b, from)
 }

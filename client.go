@@ -65,7 +65,7 @@ func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient,
 	b.client = &appClient{
 		Client:        gh,
 		installations: newInstallationCache(),
-		repositories:  newRepositoryCache(defaultRepositoryListTTL),
+		repositories:  newRepositoryCache(cfg.repositoryListTTL()),
 		destination:   dest,
 		bot:           newBotIdentityCache(cfg, b.Logger()),
 	}

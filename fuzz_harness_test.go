@@ -52,6 +52,7 @@ var fuzzRoles = []role{
 func cloneRole(r role) *role {
 	r.Repositories = slices.Clone(r.Repositories)
 	r.RepositoryIDs = slices.Clone(r.RepositoryIDs)
+	r.RepositoryPatterns = slices.Clone(r.RepositoryPatterns)
 	r.Permissions = maps.Clone(r.Permissions)
 	return &r
 }

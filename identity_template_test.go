@@ -248,8 +248,8 @@ func TestTemplateWriteWarningsAndReadBack(t *testing.T) {
 	want := map[string]any{
 		"installation_id": int64(0), "owner": tplOwner, "account_id": int64(0), "templated": true,
 		"repositories":   []string{tplRepository, "infra", "{{ identity.entity.name }}"},
-		"repository_ids": []any{int64(3003), tplRepoID},
-		"permissions":    map[string]string{"contents": "read"}, "ttl": int64(0),
+		"repository_ids": []any{int64(3003), tplRepoID}, "repository_patterns": []string{},
+		"permissions": map[string]string{"contents": "read"}, "ttl": int64(0),
 	}
 	if !reflect.DeepEqual(resp.Data, want) {
 		t.Fatalf("role read:\n got %#v\nwant %#v", resp.Data, want)

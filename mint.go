@@ -45,13 +45,17 @@ func (b *backend) mintToken(ctx context.Context, s logical.Storage, roleName str
 
 // token mints the token a request asks for.
 func (m *mint) token(ctx context.Context, tr tokenRequest) (*logical.Response, error) {
+	in, err := m.installation(ctx, len(tr.Repositories) > 0 || len(tr.patterns) > 0)
+	if err != nil {
+		return nil, err
+	}
+	in, tr, refused, err := m.resolvePatterns(ctx, in, tr)
+	if refused != nil || err != nil {
+		return refused, err
+	}
 	// Whatever narrowing did, a role with a repository limit never asks GitHub for every repository.
 	if m.role.limitsRepositories() && len(tr.Repositories)+len(tr.RepositoryIDs) == 0 {
 		return nil, fmt.Errorf("role %q: refusing to ask GitHub for every repository on a role limited to some", m.roleName)
-	}
-	in, err := m.installation(ctx, len(tr.Repositories) > 0)
-	if err != nil {
-		return nil, err
 	}
 	in, misspelled, err := m.spelledAsGitHub(ctx, in, tr.Repositories)
 	if err != nil {
@@ -129,26 +133,19 @@ func (m *mint) spelledAsGitHub(ctx context.Context, in installation, names []str
 	if m.role.limitsRepositories() || len(names) == 0 {
 		return in, nil, nil
 	}
-	now := m.b.now()
-	list, err := m.c.repositories.list(ctx, m.c.Client, in.id, now)
-	if again, ok := m.moved(ctx, in, err); ok {
-		in = again
-		list, err = m.c.repositories.list(ctx, m.c.Client, in.id, now)
+	in, list, err := m.repositoryList(ctx, in, false)
+	if err != nil {
+		return in, nil, err
 	}
-	misspelled, missing := []string(nil), names
-	if err == nil {
+	misspelled, missing := list.check(names)
+	if len(missing) > 0 {
+		if in, list, err = m.repositoryList(ctx, in, true); err != nil {
+			return in, nil, err
+		}
 		misspelled, missing = list.check(names)
 	}
-	if err == nil && len(missing) > 0 {
-		if list, err = m.c.repositories.relist(ctx, m.c.Client, in.id, now); err == nil {
-			misspelled, missing = list.check(names)
-		}
-	}
-	if err != nil {
-		return in, nil, githubError(err, opMint, fmt.Sprintf("listing the repositories of installation %d for role %q", in.id, m.roleName), adviceArgs{})
-	}
 	for _, name := range missing {
-		misspelled = append(misspelled, list.notListed(name, in.id, now))
+		misspelled = append(misspelled, list.notListed(name, in.id, m.b.now()))
 	}
 	return in, misspelled, nil
 }

@@ -59,6 +59,9 @@ type githubConfig struct {
 	AppName               string `json:"app_name,omitempty"`
 	// NoreplyDomain overrides the domain of the App's commit email (bot_identity.go); "" means GitHub's for BaseURL.
 	NoreplyDomain string `json:"noreply_domain,omitempty"`
+	// RepositoryListTTL is how long an installation's repository list is used (repository_cache.go); 0 means
+	// defaultRepositoryListTTL.
+	RepositoryListTTL time.Duration `json:"repository_list_ttl,omitempty"`
 
 	// Signer is what signs the App JWT (signer_config.go): "" or key (PrivateKey), awskms or pkcs11.
 	Signer             string `json:"signer,omitempty"`
@@ -189,6 +192,14 @@ func pathConfig(b *backend) *framework.Path {
 					Name: "No-reply domain",
 				},
 			},
+			"repository_list_ttl": {
+				Type:        framework.TypeDurationSecond,
+				Default:     int(defaultRepositoryListTTL.Seconds()),
+				Description: "How long the engine uses an installation's repository list (read from GitHub for roles with repository_patterns, and to hold token writes on roles without a repository limit to GitHub's spelling) before reading it again, at least 1s. A repository created at GitHub is covered by matching patterns after at most this long.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					Name: "Repository list TTL",
+				},
+			},
 			"verify": {
 				Type:        framework.TypeBool,
 				Default:     true,
@@ -259,6 +270,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"app_slug":                cfg.AppSlug,
 		"app_name":                cfg.AppName,
 		"noreply_domain":          cfg.NoreplyDomain,
+		"repository_list_ttl":     int64(cfg.repositoryListTTL().Seconds()),
 	}
 	maps.Copy(data, cfg.signerReadData())
 	return &logical.Response{Data: data}, nil
@@ -477,7 +489,19 @@ func applyConfigFields(cfg *githubConfig, d *framework.FieldData) []string {
 		}
 		cfg.RequestTimeout = t
 	}
+	if v, ok := d.GetOk("repository_list_ttl"); ok {
+		t := time.Duration(v.(int)) * time.Second
+		if t < time.Second {
+			problems = append(problems, fmt.Sprintf("repository_list_ttl %s is too short: expected at least 1s, such as 5m", t))
+		}
+		cfg.RepositoryListTTL = t
+	}
 	return problems
+}
+
+// repositoryListTTL is how long an installation's repository list is used.
+func (c *githubConfig) repositoryListTTL() time.Duration {
+	return cmp.Or(c.RepositoryListTTL, defaultRepositoryListTTL)
 }
 
 // checkCABundle accepts PEM holding only certificates, at least one.

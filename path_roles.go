@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
 const (
@@ -27,11 +29,13 @@ type role struct {
 	Owner          string `json:"owner,omitempty"`
 	// AccountID is the GitHub account Owner named when the role first minted. A login can be renamed and then
 	// taken by another account; a role never follows its login to another account without an operator's write.
-	AccountID     int64             `json:"account_id,omitempty"`
-	Repositories  []string          `json:"repositories,omitempty"`
-	RepositoryIDs []int64           `json:"repository_ids,omitempty"`
-	Permissions   map[string]string `json:"permissions,omitempty"`
-	TTL           time.Duration     `json:"ttl,omitempty"`
+	AccountID     int64    `json:"account_id,omitempty"`
+	Repositories  []string `json:"repositories,omitempty"`
+	RepositoryIDs []int64  `json:"repository_ids,omitempty"`
+	// RepositoryPatterns match repository names, resolved at each mint (repository_patterns.go).
+	RepositoryPatterns []string          `json:"repository_patterns,omitempty"`
+	Permissions        map[string]string `json:"permissions,omitempty"`
+	TTL                time.Duration     `json:"ttl,omitempty"`
 
 	// Templated lets Owner, Repositories and RepositoryIDTemplates hold identity templates, rendered at each mint
 	// from the caller's entity (identity_template.go). On a plain role nothing is ever interpreted.
@@ -44,10 +48,11 @@ type role struct {
 	ownerFromTemplate bool
 }
 
-// limitsRepositories reports whether the role names repositories; without, its tokens reach every repository of
-// the installation.
+// limitsRepositories reports whether the role names repositories or patterns of them; without, its tokens reach
+// every repository of the installation.
 func (r *role) limitsRepositories() bool {
-	return len(r.Repositories) > 0 || len(r.RepositoryIDs) > 0 || len(r.RepositoryIDTemplates) > 0
+	return len(r.Repositories) > 0 || len(r.RepositoryIDs) > 0 || len(r.RepositoryIDTemplates) > 0 ||
+		len(r.RepositoryPatterns) > 0
 }
 
 const (
@@ -56,9 +61,14 @@ const (
 A role binds an installation of the App (by installation_id, or by the owner login it is installed on) to the
 repositories and permissions that tokens minted for the role may carry, and to the lease TTL of those tokens.
 
-Empty repositories and repository_ids mean every repository the installation can reach; empty permissions mean every
-permission the installation has. Reading token/<role> mints a token with the role's whole scope; writing to it asks
-for less.
+Empty repositories, repository_ids and repository_patterns mean every repository the installation can reach; empty
+permissions mean every permission the installation has. Reading token/<role> mints a token with the role's whole
+scope; writing to it asks for less.
+
+repository_patterns (such as team-a-*) are resolved at each mint against the installation's repositories, listed at
+GitHub and cached for the config's repository_list_ttl: a read covers every repository that matches, a write may name
+any of them in GitHub's spelling. A pattern that matches nothing, or more than 500 repositories in all, refuses the
+mint with 403. Patterns are never identity templates.
 
 With templated=true, owner, repositories and repository_ids may hold Vault identity templates, rendered at each mint
 from the caller's identity entity, such as
@@ -107,6 +117,13 @@ func roleFields() map[string]*framework.FieldSchema {
 			Description: "IDs of the repositories a token may cover, in decimal. Empty means every repository the installation can reach. At most 500 names and IDs together. On a templated role, an entry may be an identity template such as {{identity.entity.aliases.<mount accessor>.metadata.repository_id}}, rendered at each mint to one ID.",
 			DisplayAttrs: &framework.DisplayAttributes{
 				Name: "Repository IDs",
+			},
+		},
+		"repository_patterns": {
+			Type:        framework.TypeCommaStringSlice,
+			Description: "Shell-style patterns over the names of the repositories a token may cover, such as team-a-* (* any characters, ? one, [a-z] one of a set; case is ignored, as GitHub ignores it). They are resolved at each mint against the repositories the installation can reach, listed at GitHub and cached for the config's repository_list_ttl: a new repository is covered after at most that long. Every pattern must match a repository, and all matches with repositories and repository_ids at most 500, or the mint is refused. At most 500 patterns; never an identity template.",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "Repository patterns",
 			},
 		},
 		"permissions": {
@@ -241,7 +258,11 @@ func (b *backend) roleWarnings(r *role, warnings []string) *logical.Response {
 	resp := &logical.Response{}
 	addWarnings(resp, warnings)
 	if !r.limitsRepositories() {
-		resp.AddWarning("repositories and repository_ids are empty: tokens from this role reach every repository the installation can reach")
+		resp.AddWarning("repositories, repository_ids and repository_patterns are empty: tokens from this role reach every repository the installation can reach")
+	}
+	if wide := r.accountWidePermissions(); r.limitsRepositories() && len(wide) > 0 {
+		resp.AddWarning(fmt.Sprintf("permissions %s apply to the installation's whole account (organization, members "+
+			"or user): they are not limited by the repositories the role names", strings.Join(wide, ", ")))
 	}
 	if r.Templated && len(r.templates()) == 0 {
 		resp.AddWarning("templated is true, but no field holds an identity template ({{...}}): every caller gets the same scope")
@@ -363,7 +384,28 @@ func applyRepositories(r *role, d *framework.FieldData, p *problems) bool {
 		p.add(q)
 		r.RepositoryIDs, r.RepositoryIDTemplates = ids, templates
 	}
+	if v, ok := d.GetOk("repository_patterns"); ok {
+		in := v.([]string)
+		if len(in) > maxRepositories {
+			p.reject(tooManyEntries("repository_patterns", len(in)).Error())
+			return false
+		}
+		patterns, q := normalizeRepositoryPatterns(in)
+		p.add(q)
+		r.RepositoryPatterns = patterns
+	}
 	return true
+}
+
+// accountWidePermissions lists, sorted, the role's permissions that GitHub grants on the whole account.
+func (r *role) accountWidePermissions() []string {
+	var out []string
+	for _, name := range sortedKeys(r.Permissions) {
+		if github.AccountWide(name) {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func addWarnings(resp *logical.Response, warnings []string) {
@@ -392,18 +434,23 @@ func (r *role) toResponseData() map[string]any {
 	case r.RepositoryIDs == nil:
 		ids = []int64{}
 	}
+	patterns := r.RepositoryPatterns
+	if patterns == nil {
+		patterns = []string{}
+	}
 	perms := r.Permissions
 	if perms == nil {
 		perms = map[string]string{}
 	}
 	return map[string]any{
-		"installation_id": r.InstallationID,
-		"owner":           r.Owner,
-		"account_id":      r.AccountID,
-		"repositories":    repos,
-		"repository_ids":  ids,
-		"permissions":     perms,
-		"ttl":             int64(r.TTL.Seconds()),
-		"templated":       r.Templated,
+		"installation_id":     r.InstallationID,
+		"owner":               r.Owner,
+		"account_id":          r.AccountID,
+		"repositories":        repos,
+		"repository_ids":      ids,
+		"repository_patterns": patterns,
+		"permissions":         perms,
+		"ttl":                 int64(r.TTL.Seconds()),
+		"templated":           r.Templated,
 	}
 }

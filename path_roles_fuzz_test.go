@@ -4,6 +4,7 @@
 package githubapp
 
 import (
+	"path"
 	"reflect"
 	"slices"
 	"strings"
@@ -18,7 +19,8 @@ import (
 // the framework's validation), applied by applyRoleFields to a new or an existing role. Properties: no panic; either
 // problems, named at most 20 at once and briefly for a list of more than 500, or a role that is valid: exactly one
 // of an owner matching ownerPattern and a positive installation_id, at most 500 repositories and IDs together,
-// valid unique names, positive unique IDs, permissions with valid names and levels GitHub allows, and a TTL not
+// valid unique names, positive unique IDs, at most 500 unique repository patterns that path.Match accepts and that
+// hold no '/' and no template, permissions with valid names and levels GitHub allows, and a TTL not
 // below zero. A write changes only the fields it gives (a binding replaces the other), and giving a binding drops
 // the account pin.
 func FuzzRoleFields(f *testing.F) {
@@ -44,6 +46,9 @@ func FuzzRoleFields(f *testing.F) {
 		`{"owner":"acme","repositories":"` + numbered("r", 501, ",") + `"}`,
 		`{"owner":"acme","repositories":"` + numbered("r", 500, ",") + `","repository_ids":"1"}`,
 		`{"owner":"acme","repositories":"` + numbered("r", 499, ",") + `","repository_ids":"1"}`,
+		`{"owner":"acme","repository_patterns":"team-a-*,team-?-[a-z]*,team-a-*"}`,
+		`{"repository_patterns":["[a-","acme/*","{{identity.entity.name}}-*","\\"]}`,
+		`{"owner":"acme","repository_patterns":"` + numbered("p", 501, ",") + `"}`,
 	} {
 		f.Add(uint8(i), s, false)
 		f.Add(uint8(i), s, true)
@@ -63,7 +68,7 @@ func FuzzRoleFields(f *testing.F) {
 		problems := applyRoleFields(r, d).malformed
 		if len(problems) > 0 {
 			checkItems(t, problems, longestText(raw))
-			for _, field := range []string{"repositories", "repository_ids"} {
+			for _, field := range []string{"repositories", "repository_ids", "repository_patterns"} {
 				if v, ok := d.GetOk(field); ok && reflect.ValueOf(v).Len() > maxRepositories {
 					checkTooMany(t, problems[len(problems)-1:], 0)
 				}
@@ -89,6 +94,15 @@ func FuzzRoleFields(f *testing.F) {
 				t.Fatalf("accepted the repository IDs %v", r.RepositoryIDs)
 			}
 		}
+		if len(r.RepositoryPatterns) > maxRepositories {
+			t.Fatalf("accepted %d repository patterns", len(r.RepositoryPatterns))
+		}
+		for i, pattern := range r.RepositoryPatterns {
+			if _, err := path.Match(pattern, ""); err != nil || pattern == "" || strings.ContainsAny(pattern, "/") ||
+				strings.Contains(pattern, "{{") || slices.Contains(r.RepositoryPatterns[:i], pattern) {
+				t.Fatalf("accepted the repository patterns %q", r.RepositoryPatterns)
+			}
+		}
 		for name, level := range r.Permissions {
 			levels, known := github.PermissionLevels(name)
 			if !permissionName.MatchString(name) || rank[level] == 0 || (known && !slices.Contains(levels, level)) {
@@ -106,10 +120,11 @@ func FuzzRoleFields(f *testing.F) {
 				r.AccountID, ownerGiven, idGiven)
 		}
 		for field, same := range map[string]bool{
-			"repositories":   reflect.DeepEqual(r.Repositories, before.Repositories),
-			"repository_ids": reflect.DeepEqual(r.RepositoryIDs, before.RepositoryIDs),
-			"permissions":    reflect.DeepEqual(r.Permissions, before.Permissions),
-			"ttl":            r.TTL == before.TTL,
+			"repositories":        reflect.DeepEqual(r.Repositories, before.Repositories),
+			"repository_ids":      reflect.DeepEqual(r.RepositoryIDs, before.RepositoryIDs),
+			"repository_patterns": reflect.DeepEqual(r.RepositoryPatterns, before.RepositoryPatterns),
+			"permissions":         reflect.DeepEqual(r.Permissions, before.Permissions),
+			"ttl":                 r.TTL == before.TTL,
 		} {
 			if _, given := raw[field]; !given && !same {
 				t.Fatalf("%s changed on a write that does not give it", field)

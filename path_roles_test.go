@@ -82,7 +82,7 @@ func TestRoleLifecycle(t *testing.T) {
 	}
 	want := map[string]any{
 		"installation_id": int64(0), "owner": "acme", "account_id": int64(0),
-		"repositories": []string{"api", "web"}, "repository_ids": []int64{3003},
+		"repositories": []string{"api", "web"}, "repository_ids": []int64{3003}, "repository_patterns": []string{},
 		"permissions": map[string]string{"contents": "read", "pull_requests": "write"},
 		"ttl":         int64(900), "templated": false,
 	}

@@ -60,7 +60,7 @@ func (b *backend) inputProblem(req *logical.Request) string {
 const maxValueBytes = 64 << 10
 
 // listFields are the list parameters of role and token writes, which a string gives as comma-separated entries.
-var listFields = map[string]bool{"repositories": true, "repository_ids": true, "permissions": true}
+var listFields = map[string]bool{"repositories": true, "repository_ids": true, "repository_patterns": true, "permissions": true}
 
 // sizeProblem checks a value's strings and entries, and those it holds.
 func sizeProblem(field string, v reflect.Value) string {

@@ -22,8 +22,9 @@ import (
 // FuzzNarrow: a token write (repositories, repository_ids, permissions and ttl in any form), as the framework hands
 // it over, narrowed by narrow against a role from a fuzzed role write (or a fixed one when that write is invalid).
 // Properties: either a refusal with something in it, named at most 20 items at once, or a request within the role:
-// repositories a subset of the role's in its exact spelling and IDs a subset of its IDs when it is limited, never an
-// empty repository list when repositories were asked or the role is limited, permissions within the role's at the
+// repositories a subset of the role's in its exact spelling, or names that match its repository patterns and are
+// left for the mint to check, and IDs a subset of its IDs when it is limited; never an empty repository list when
+// repositories were asked or the role is limited, unless the role's patterns are left for the mint to resolve; permissions within the role's at the
 // same or lower level (and GitHub's levels), a ttl at most the role's (or the mount's default), and the role's own
 // scope for every field not given. The mount's default TTL is asked for only when needed.
 func FuzzNarrow(f *testing.F) {
@@ -35,6 +36,9 @@ func FuzzNarrow(f *testing.F) {
 		{`{"owner":"acme","repositories":"api,Web","repository_ids":"3003","permissions":"contents=write,issues=read","ttl":"10m"}`,
 			`{"repositories":"Web","permissions":"contents=read","ttl":"5m"}`, 3600},
 		{`{"owner":"acme","repositories":"api,Web"}`, `{"repositories":"web"}`, 3600},
+		{`{"owner":"acme","repository_patterns":"team-*"}`, `{"permissions":"contents=read"}`, 3600},
+		{`{"owner":"acme","repository_patterns":"team-*","repositories":"api"}`, `{"repositories":"team-a,api,web"}`, 3600},
+		{`{"owner":"acme","repository_patterns":"team-*","repositories":"api"}`, `{"repositories":"Team-B,api"}`, 3600},
 		{`{"owner":"acme","repositories":"api,Web"}`, `{"repositories":""}`, 3600},
 		{`{"owner":"acme","repositories":"api,Web"}`, `{"repository_ids":[]}`, 3600},
 		{`{"owner":"acme","repositories":"api,Web"}`, `{"repository_ids":"3003"}`, 3600},
@@ -97,7 +101,11 @@ func FuzzNarrow(f *testing.F) {
 		switch {
 		case n > maxRepositories:
 			t.Fatalf("a request for %d repositories", n)
-		case (namesGiven || idsGiven || r.limitsRepositories()) && n == 0:
+		case (namesGiven || idsGiven) && len(tr.patterns) > 0:
+			t.Fatalf("repositories asked, yet the role's patterns %q are left to resolve", tr.patterns)
+		case !namesGiven && !idsGiven && !slices.Equal(tr.patterns, r.RepositoryPatterns):
+			t.Fatalf("repositories not asked, yet the patterns to resolve are %q, the role's %q", tr.patterns, r.RepositoryPatterns)
+		case (namesGiven || idsGiven || r.limitsRepositories()) && n == 0 && len(tr.patterns) == 0:
 			t.Fatalf("an empty repository list (asked %v/%v, role limited %v) would reach every repository",
 				namesGiven, idsGiven, r.limitsRepositories())
 		case !namesGiven && !idsGiven && (!slices.Equal(tr.Repositories, r.Repositories) || !slices.Equal(tr.RepositoryIDs, r.RepositoryIDs)):
@@ -107,8 +115,9 @@ func FuzzNarrow(f *testing.F) {
 		askedNames, _ := entriesOf(raw["repositories"])
 		askedIDs, _ := entriesOf(raw["repository_ids"])
 		for _, name := range tr.Repositories {
-			if !repositoryName.MatchString(name) || (r.limitsRepositories() && !slices.Contains(r.Repositories, name)) {
-				t.Fatalf("the request holds the repository %q; the role has %q", name, r.Repositories)
+			byPattern := r.matchesPattern(name) && slices.Contains(tr.byPattern, name)
+			if !repositoryName.MatchString(name) || (r.limitsRepositories() && !slices.Contains(r.Repositories, name) && !byPattern) {
+				t.Fatalf("the request holds the repository %q; the role has %q and patterns %q", name, r.Repositories, r.RepositoryPatterns)
 			}
 			if namesGiven || idsGiven {
 				if !slices.Contains(askedNames, any(name)) {

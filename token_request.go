@@ -27,6 +27,11 @@ var narrowingFields = []string{"repositories", "repository_ids", "permissions", 
 type tokenRequest struct {
 	github.TokenRequest
 	ttl time.Duration
+	// patterns are the role's repository patterns, when the request is for the role's whole repository scope: the
+	// mint adds the repositories that match (repository_patterns.go).
+	patterns []string
+	// byPattern are the asked names that only a pattern allows: the mint holds them to the installation's list.
+	byPattern []string
 }
 
 // request is the role's whole scope.
@@ -34,6 +39,7 @@ func (r *role) request() tokenRequest {
 	return tokenRequest{
 		TokenRequest: github.TokenRequest{Repositories: r.Repositories, RepositoryIDs: r.RepositoryIDs, Permissions: r.Permissions},
 		ttl:          r.TTL,
+		patterns:     r.RepositoryPatterns,
 	}
 }
 
@@ -58,6 +64,10 @@ func narrow(r *role, d *framework.FieldData, defaultTTL func() time.Duration) (t
 	rawIDs, idsGiven := d.Raw["repository_ids"]
 	if namesGiven || idsGiven {
 		tr.Repositories, tr.RepositoryIDs = askedRepositoryScope(r, rawNames, rawIDs, &p)
+		tr.patterns, tr.byPattern = nil, nil
+		if len(r.RepositoryPatterns) > 0 {
+			tr.byPattern = r.byPatternOnly(tr.Repositories)
+		}
 	}
 	if raw, ok := d.Raw["permissions"]; ok {
 		perms, q := askedPermissions(r, raw)
@@ -111,7 +121,8 @@ func askedTTL(r *role, ttl time.Duration, defaultTTL func() time.Duration, p *pr
 
 // askedRepositories reads the repositories of a token write. Each name must be spelled as the role stores it (no
 // owner prefix, same case); on a role without a repository limit, any valid name is taken here, and the mint holds
-// it to GitHub's spelling (spelledAsGitHub). It returns the names, and the problems: malformed entries (400) and
+// it to GitHub's spelling (spelledAsGitHub); so is a name that only one of the role's repository_patterns allows
+// (resolvePatterns). It returns the names, and the problems: malformed entries (400) and
 // entries outside the role (403).
 func askedRepositories(r *role, raw any) (names []string, p problems) {
 	entries, err := listEntries("repositories", raw)
@@ -149,6 +160,7 @@ func askedRepositories(r *role, raw any) (names []string, p problems) {
 		if limited {
 			stored, exact := r.repository(s)
 			switch {
+			case stored == "" && r.matchesPattern(s):
 			case stored == "":
 				p.deny(fmt.Sprintf("repository %q", s))
 				continue

@@ -70,7 +70,10 @@ var docsRunHere = map[string]docRunSpec{
 	// README: A role; docs/roles.md.
 	"vault write github/roles/ci owner=acme repositories=api,web permissions=contents=read,pull_requests=write ttl=15m": {},
 	"vault write github/roles/deploy installation_id=41234567 repository_ids=123456789 permissions=deployments=write":   {},
-	"vault list github/roles":                   {check: (*docsRun).rolesListed},
+	"vault list github/roles": {check: (*docsRun).rolesListed},
+	// docs/roles.md: Repository patterns (a write only: the demo installation has no team-a repositories;
+	// TestRepositoryPatternsThroughVault mints from a pattern role).
+	"vault write github/roles/team-a owner=acme repository_patterns='team-a-*,shared-?' permissions=contents=read": {},
 	"vault list -detailed github/installations": {check: (*docsRun).installationsListed},
 	// README: Reading tokens; docs/roles.md: Asking for less.
 	"vault read github/token/ci": {check: (*docsRun).tokenRead},
