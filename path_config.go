@@ -575,13 +575,19 @@ func (c *githubConfig) insecure() bool {
 	return ip == nil || !ip.IsLoopback()
 }
 
-// redactURL hides a password in a proxy URL.
+// redactURL hides a password in a proxy URL. A URL whose user info the parser did not find (user:password@host
+// without a scheme parses as scheme "user") is not shown at all when it holds an '@'.
 func redactURL(raw string) string {
 	if raw == "" {
 		return ""
 	}
 	u, err := url.Parse(raw)
-	if err != nil {
+	switch {
+	case err == nil && u.User != nil && u.Host != "":
+		return u.Redacted()
+	case strings.Contains(raw, "@"):
+		return "(a URL with user info, not shown)"
+	case err != nil:
 		return "(unparsable URL)"
 	}
 	return u.Redacted()

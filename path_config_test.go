@@ -205,6 +205,30 @@ func TestConfigProxyPasswordRedacted(t *testing.T) {
 	}
 }
 
+// TestRefusedProxyURLNeverShowsItsPassword: a proxy URL refused as invalid is not quoted with its password, also when
+// it lacks a scheme (user:password@host:port parses as scheme "user" with no user info to redact).
+func TestRefusedProxyURLNeverShowsItsPassword(t *testing.T) {
+	for _, proxy := range []string{
+		"corp:S3cretPw@proxy.internal:3128",
+		"corp:S3cretPw@/proxy.internal:3128",
+		"ftp://corp:S3cretPw@proxy.internal:3128",
+		"http://corp:S3cretPw@",
+	} {
+		t.Run(proxy, func(t *testing.T) {
+			e := newTestEnv(t)
+			resp, err := e.do(logical.UpdateOperation, "config", map[string]any{
+				"app_id": testAppID, "private_key": testKeyPEM, "verify": false, "proxy_url": proxy,
+			})
+			if err != nil || resp == nil || !resp.IsError() {
+				t.Fatalf("expected an error, got %#v, %v", resp, err)
+			}
+			if msg := resp.Error().Error(); strings.Contains(msg, "S3cretPw") || !strings.Contains(msg, "proxy_url") {
+				t.Fatalf("the refusal is %q: it must name proxy_url and never its password", msg)
+			}
+		})
+	}
+}
+
 // storageSnapshot is every storage entry, for checking that a refused write changed nothing.
 func storageSnapshot(t *testing.T, e *testEnv) map[string]string {
 	t.Helper()
