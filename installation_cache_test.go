@@ -4,6 +4,7 @@
 package githubapp
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -81,5 +82,52 @@ func TestOwnerNotFoundCacheBounded(t *testing.T) {
 	}
 	if !lookup("acme", t0.Add(time.Hour)) {
 		t.Error("the sweep dropped an owner that was found")
+	}
+}
+
+// TestSharedLookupOutlivesTheCallerThatStartedIt: concurrent misses for one owner share one call to GitHub; the
+// caller that started it going away must not fail the others that wait on it.
+func TestSharedLookupOutlivesTheCallerThatStartedIt(t *testing.T) {
+	testKeys(t)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id": 2001, "account": {"id": 5, "login": "acme", "type": "Organization"}}`)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	gh, err := github.NewClient(github.Options{BaseURL: srv.URL, AppID: testAppID, PrivateKey: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gh.CloseIdleConnections)
+
+	c := newInstallationCache()
+	now := time.Now()
+	first, cancel := context.WithCancel(t.Context())
+	firstDone := make(chan error, 1)
+	go func() {
+		_, _, err := c.byOwner(first, gh, "acme", now)
+		firstDone <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the first caller's lookup is at GitHub
+	secondDone := make(chan error, 1)
+	go func() {
+		_, _, err := c.byOwner(t.Context(), gh, "acme", now)
+		secondDone <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the second caller waits on the same lookup
+	cancel()
+	<-firstDone
+	close(release)
+	if err := <-secondDone; err != nil {
+		t.Fatalf("the second caller failed with the first caller's cancellation: %v", err)
 	}
 }
