@@ -10,8 +10,6 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -21,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/realgh"
 )
 
 // GitHub's answers as other projects recorded them from real GitHub (../shared/realgh/recordings beside the
@@ -34,100 +33,8 @@ var skippedRecordings = map[string]string{
 		"(installations are found by account); the emulator's answer is compared with it in internal/testing/fakegithub",
 }
 
-// recording is one recorded exchange, as the files in shared/realgh/recordings hold it.
-type recording struct {
-	file    string
-	ID      string              `json:"id"`
-	Method  string              `json:"method"`
-	Path    string              `json:"path"`
-	Query   map[string]string   `json:"query"`
-	Status  int                 `json:"status"`
-	Headers map[string][]string `json:"headers"`
-	Body    string              `json:"body"`
-	Source  struct {
-		Repo string `json:"repo"`
-		Path string `json:"path"`
-	} `json:"source"`
-}
-
-// header returns the recorded headers under Go's canonical names (recorders spelled them in any case).
-func (r *recording) header() http.Header {
-	h := http.Header{}
-	for k, vs := range r.Headers {
-		for _, v := range vs {
-			h.Add(k, v)
-		}
-	}
-	return h
-}
-
-// json decodes the recorded body, numbers kept exact.
-func (r *recording) json(t *testing.T) any {
-	t.Helper()
-	dec := json.NewDecoder(strings.NewReader(r.Body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		t.Fatalf("%s: body is not JSON: %v", r.file, err)
-	}
-	return v
-}
-
-// recordingsDir finds ../shared/realgh/recordings beside the module root. Without it the test skips, except in CI,
-// where the data must be there.
-func recordingsDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
-	rec := filepath.Join(dir, "..", "shared", "realgh", "recordings")
-	if _, err := os.Stat(rec); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("GitHub's recorded answers are missing (%v): CI must provide ../shared/realgh/recordings", err)
-		}
-		t.Skipf("GitHub's recorded answers are not here (%v); they are read from ../shared/realgh/recordings", err)
-	}
-	return rec
-}
-
-func loadRecordings(t *testing.T) []*recording {
-	t.Helper()
-	dir := recordingsDir(t)
-	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatalf("no recordings in %s", dir)
-	}
-	var recs []*recording
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := &recording{file: filepath.Base(f)}
-		if err := json.Unmarshal(data, r); err != nil {
-			t.Fatalf("%s: %v", r.file, err)
-		}
-		if r.Method == "" || r.Path == "" || r.Status == 0 {
-			t.Fatalf("%s: no method, path or status", r.file)
-		}
-		recs = append(recs, r)
-	}
-	return recs
-}
+// recording is one recorded exchange.
+type recording = realgh.Recording
 
 // The routes of the client's calls, as GitHub documents them.
 const (
@@ -192,7 +99,7 @@ func replayCases(t *testing.T, recs []*recording) []replayCase {
 		route, params := routeOf(r)
 		switch route {
 		case routeApp:
-			cases = append(cases, replayCase{r.file, []*recording{r}, func(t *testing.T, c *github.Client) {
+			cases = append(cases, replayCase{r.File, []*recording{r}, func(t *testing.T, c *github.Client) {
 				app, err := c.App(t.Context())
 				checkAnswer(t, r, err, func() { checkApp(t, r, app) })
 			}})
@@ -201,20 +108,20 @@ func replayCases(t *testing.T, recs []*recording) []replayCase {
 			listings[key] = append(listings[key], r)
 		case routeInstallation:
 			id := mustID(t, r, params[0])
-			cases = append(cases, replayCase{r.file, []*recording{r}, func(t *testing.T, c *github.Client) {
+			cases = append(cases, replayCase{r.File, []*recording{r}, func(t *testing.T, c *github.Client) {
 				in, err := c.Installation(t.Context(), id)
-				checkAnswer(t, r, err, func() { checkInstallation(t, r, r.json(t), in) })
+				checkAnswer(t, r, err, func() { checkInstallation(t, r, r.JSON(t), in) })
 			}})
 		case routeOrgInst:
 			cases = append(cases, orgInstallationCase(r, params[0], users))
 		case routeMint:
 			id := mustID(t, r, params[0])
-			cases = append(cases, replayCase{r.file, []*recording{r}, func(t *testing.T, c *github.Client) {
+			cases = append(cases, replayCase{r.File, []*recording{r}, func(t *testing.T, c *github.Client) {
 				tok, err := c.CreateToken(t.Context(), id, github.TokenRequest{})
 				checkAnswer(t, r, err, func() { checkToken(t, r, tok) })
 			}})
 		case routeRevoke:
-			cases = append(cases, replayCase{r.file, []*recording{r}, func(t *testing.T, c *github.Client) {
+			cases = append(cases, replayCase{r.File, []*recording{r}, func(t *testing.T, c *github.Client) {
 				err := c.RevokeToken(t.Context(), "ghs_"+strings.Repeat("R", 36))
 				// A token GitHub no longer accepts (401) counts as revoked: both answers end the lease.
 				if r.Status != http.StatusNoContent && r.Status != http.StatusUnauthorized {
@@ -224,10 +131,10 @@ func replayCases(t *testing.T, recs []*recording) []replayCase {
 				}
 			}})
 		case routeTokenRepos:
-			cases = append(cases, replayCase{r.file, []*recording{r}, func(t *testing.T, c *github.Client) {
+			cases = append(cases, replayCase{r.File, []*recording{r}, func(t *testing.T, c *github.Client) {
 				repos, err := c.TokenRepositories(t.Context(), "ghs_"+strings.Repeat("L", 36))
 				checkAnswer(t, r, err, func() {
-					checkRepositories(t, r, field(r.json(t), "repositories"), repos)
+					checkRepositories(t, r, field(r.JSON(t), "repositories"), repos)
 				})
 			}})
 		}
@@ -248,13 +155,13 @@ func orgInstallationCase(r *recording, login string, users map[string]*recording
 			serve, final = append(serve, u), u
 		}
 	}
-	return replayCase{r.file, serve, func(t *testing.T, c *github.Client) {
+	return replayCase{r.File, serve, func(t *testing.T, c *github.Client) {
 		if final == r && r.Status == http.StatusNotFound {
 			t.Fatalf("%s: a 404 from /orgs/ makes the client ask /users/%s/installation, of which no answer "+
-				"was recorded", r.file, login)
+				"was recorded", r.File, login)
 		}
 		in, err := c.FindInstallation(t.Context(), login)
-		checkAnswer(t, final, err, func() { checkInstallation(t, final, final.json(t), in) })
+		checkAnswer(t, final, err, func() { checkInstallation(t, final, final.JSON(t), in) })
 	}}
 }
 
@@ -262,7 +169,7 @@ func orgInstallationCase(r *recording, login string, users map[string]*recording
 // installation on two pages (the list moved between requests): the client returns it once.
 func installationsCase(pages []*recording) replayCase {
 	sort.Slice(pages, func(i, j int) bool { return pages[i].Query["page"] < pages[j].Query["page"] })
-	return replayCase{pages[0].file, pages, func(t *testing.T, c *github.Client) {
+	return replayCase{pages[0].File, pages, func(t *testing.T, c *github.Client) {
 		list, complete, err := c.Installations(t.Context())
 		for _, p := range pages {
 			if p.Status >= 300 {
@@ -276,9 +183,9 @@ func installationsCase(pages []*recording) replayCase {
 		var want []any
 		from := map[int64]*recording{}
 		for _, p := range pages {
-			items, ok := p.json(t).([]any)
+			items, ok := p.JSON(t).([]any)
 			if !ok {
-				t.Fatalf("%s: body is not a list", p.file)
+				t.Fatalf("%s: body is not a list", p.File)
 			}
 			for _, item := range items {
 				id := num(field(item, "id"))
@@ -305,7 +212,7 @@ func installationsCase(pages []*recording) replayCase {
 func mustID(t *testing.T, r *recording, s string) int64 {
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		t.Fatalf("%s: installation ID %q in the path: %v", r.file, s, err)
+		t.Fatalf("%s: installation ID %q in the path: %v", r.File, s, err)
 	}
 	return id
 }
@@ -314,27 +221,27 @@ func mustID(t *testing.T, r *recording, s string) int64 {
 // returns what the answer says, and that every recording is exercised or knowingly skipped.
 func TestRecordedAnswers(t *testing.T) {
 	t.Parallel()
-	recs := loadRecordings(t)
+	recs := realgh.Load(t)
 	cases := replayCases(t, recs)
 
 	exercised := map[string]bool{}
 	for _, tc := range cases {
 		for _, r := range tc.serve {
-			exercised[r.file] = true
+			exercised[r.File] = true
 		}
 	}
 	for _, r := range recs {
-		_, skipped := skippedRecordings[r.file]
+		_, skipped := skippedRecordings[r.File]
 		switch {
-		case exercised[r.file] && skipped:
-			t.Errorf("%s is exercised and also listed in skippedRecordings: remove it from the list", r.file)
-		case !exercised[r.file] && !skipped:
+		case exercised[r.File] && skipped:
+			t.Errorf("%s is exercised and also listed in skippedRecordings: remove it from the list", r.File)
+		case !exercised[r.File] && !skipped:
 			t.Errorf("%s (%s %s) is neither exercised nor listed in skippedRecordings with a reason",
-				r.file, r.Method, r.Path)
+				r.File, r.Method, r.Path)
 		}
 	}
 	for file := range skippedRecordings {
-		if !slices.ContainsFunc(recs, func(r *recording) bool { return r.file == file }) {
+		if !slices.ContainsFunc(recs, func(r *recording) bool { return r.File == file }) {
 			t.Errorf("skippedRecordings lists %s, which is not among the recordings", file)
 		}
 	}
@@ -387,7 +294,7 @@ var framingHeaders = []string{"Content-Length", "Content-Encoding", "Transfer-En
 // replay writes a recorded answer. Date is now, and X-RateLimit-Reset moves by as much, so that a rate limit keeps
 // the wait it had when it was recorded.
 func replay(w http.ResponseWriter, rec *recording) {
-	h := rec.header()
+	h := rec.Header()
 	for _, k := range framingHeaders {
 		h.Del(k)
 	}
@@ -409,29 +316,29 @@ func checkAnswer(t *testing.T, r *recording, err error, ok func()) {
 	t.Helper()
 	if r.Status < 300 {
 		if err != nil {
-			t.Fatalf("%s: recorded %d, the client failed: %v", r.file, r.Status, err)
+			t.Fatalf("%s: recorded %d, the client failed: %v", r.File, r.Status, err)
 		}
 		ok()
 		return
 	}
 	var ge *github.Error
 	if !errors.As(err, &ge) {
-		t.Fatalf("%s: recorded %d, the client returned %v, want a *github.Error", r.file, r.Status, err)
+		t.Fatalf("%s: recorded %d, the client returned %v, want a *github.Error", r.File, r.Status, err)
 	}
-	h := r.header()
-	msg, _ := field(r.json(t), "message").(string)
+	h := r.Header()
+	msg, _ := field(r.JSON(t), "message").(string)
 	if ge.StatusCode != r.Status || ge.Message != msg {
-		t.Errorf("%s: error status %d message %q, want %d %q", r.file, ge.StatusCode, ge.Message, r.Status, msg)
+		t.Errorf("%s: error status %d message %q, want %d %q", r.File, ge.StatusCode, ge.Message, r.Status, msg)
 	}
 	if id := h.Get("X-GitHub-Request-Id"); ge.RequestID != id || (id != "" && !strings.Contains(err.Error(), id)) {
-		t.Errorf("%s: error %q has request ID %q, want %q", r.file, err, ge.RequestID, id)
+		t.Errorf("%s: error %q has request ID %q, want %q", r.File, err, ge.RequestID, id)
 	}
 	if !strings.Contains(err.Error(), msg) {
-		t.Errorf("%s: error %q does not quote GitHub's message %q", r.file, err, msg)
+		t.Errorf("%s: error %q does not quote GitHub's message %q", r.File, err, msg)
 	}
 	kind, limit, wait := meaning(r.Status, msg, h)
 	if ge.Kind != kind || ge.Limit != limit || ge.RetryAfter != wait {
-		t.Errorf("%s: error kind %q limit %q retry after %s, want %q %q %s", r.file, ge.Kind, ge.Limit,
+		t.Errorf("%s: error kind %q limit %q retry after %s, want %q %q %s", r.File, ge.Kind, ge.Limit,
 			ge.RetryAfter, kind, limit, wait)
 	}
 }
@@ -499,7 +406,7 @@ func stringMap(t *testing.T, r *recording, v any) map[string]string {
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		t.Fatalf("%s: %v is not an object", r.file, v)
+		t.Fatalf("%s: %v is not an object", r.File, v)
 	}
 	out := make(map[string]string, len(m))
 	for k, x := range m {
@@ -515,7 +422,7 @@ func timeOf(t *testing.T, r *recording, v any) *time.Time {
 	}
 	ts, err := time.Parse(time.RFC3339, str(v))
 	if err != nil {
-		t.Fatalf("%s: timestamp %v: %v", r.file, v, err)
+		t.Fatalf("%s: timestamp %v: %v", r.File, v, err)
 	}
 	return &ts
 }
@@ -530,19 +437,19 @@ func checkAccount(t *testing.T, r *recording, what string, obj any, got github.A
 	t.Helper()
 	want := github.Account{ID: num(field(obj, "id")), Login: str(field(obj, "login")), Type: str(field(obj, "type"))}
 	if got != want {
-		t.Errorf("%s: %s = %+v, want %+v", r.file, what, got, want)
+		t.Errorf("%s: %s = %+v, want %+v", r.File, what, got, want)
 	}
 }
 
 func checkApp(t *testing.T, r *recording, app *github.App) {
 	t.Helper()
-	body := r.json(t)
+	body := r.JSON(t)
 	want := github.App{ID: num(field(body, "id")), Slug: str(field(body, "slug")), Name: str(field(body, "name")),
 		ClientID: str(field(body, "client_id"))}
 	got := *app
 	got.Owner = github.Account{}
 	if got != want {
-		t.Errorf("%s: App = %+v, want %+v", r.file, got, want)
+		t.Errorf("%s: App = %+v, want %+v", r.File, got, want)
 	}
 	checkAccount(t, r, "owner", field(body, "owner"), app.Owner)
 }
@@ -550,44 +457,44 @@ func checkApp(t *testing.T, r *recording, app *github.App) {
 func checkInstallation(t *testing.T, r *recording, obj any, in *github.Installation) {
 	t.Helper()
 	if id := num(field(obj, "id")); in.ID != id || id == 0 {
-		t.Errorf("%s: installation ID %d, want %d", r.file, in.ID, id)
+		t.Errorf("%s: installation ID %d, want %d", r.File, in.ID, id)
 	}
 	if id := num(field(obj, "app_id")); in.AppID != id {
-		t.Errorf("%s: installation %d: app ID %d, want %d", r.file, in.ID, in.AppID, id)
+		t.Errorf("%s: installation %d: app ID %d, want %d", r.File, in.ID, in.AppID, id)
 	}
 	checkAccount(t, r, fmt.Sprintf("installation %d account", in.ID), field(obj, "account"), in.Account)
 	if sel := str(field(obj, "repository_selection")); in.RepositorySelection != sel {
-		t.Errorf("%s: installation %d: repository_selection %q, want %q", r.file, in.ID, in.RepositorySelection, sel)
+		t.Errorf("%s: installation %d: repository_selection %q, want %q", r.File, in.ID, in.RepositorySelection, sel)
 	}
 	if perms := stringMap(t, r, field(obj, "permissions")); !sameMap(in.Permissions, perms) {
-		t.Errorf("%s: installation %d: permissions %v, want %v", r.file, in.ID, in.Permissions, perms)
+		t.Errorf("%s: installation %d: permissions %v, want %v", r.File, in.ID, in.Permissions, perms)
 	}
 	want := timeOf(t, r, field(obj, "suspended_at"))
 	if in.Suspended() != (want != nil) || (want != nil && !in.SuspendedAt.Equal(*want)) {
-		t.Errorf("%s: installation %d: suspended %v at %v, want suspended_at %v", r.file, in.ID, in.Suspended(),
+		t.Errorf("%s: installation %d: suspended %v at %v, want suspended_at %v", r.File, in.ID, in.Suspended(),
 			in.SuspendedAt, want)
 	}
 }
 
 func checkToken(t *testing.T, r *recording, tok *github.Token) {
 	t.Helper()
-	body := r.json(t)
+	body := r.JSON(t)
 	if want := str(field(body, "token")); tok.Token != want || want == "" {
-		t.Errorf("%s: the token differs from the recorded one", r.file)
+		t.Errorf("%s: the token differs from the recorded one", r.File)
 	}
 	if want := timeOf(t, r, field(body, "expires_at")); want == nil || !tok.ExpiresAt.Equal(*want) {
-		t.Errorf("%s: expires_at %v, want %v", r.file, tok.ExpiresAt, want)
+		t.Errorf("%s: expires_at %v, want %v", r.File, tok.ExpiresAt, want)
 	}
 	if perms := stringMap(t, r, field(body, "permissions")); !sameMap(tok.Permissions, perms) {
-		t.Errorf("%s: permissions %v, want %v", r.file, tok.Permissions, perms)
+		t.Errorf("%s: permissions %v, want %v", r.File, tok.Permissions, perms)
 	}
 	if sel := str(field(body, "repository_selection")); tok.RepositorySelection != sel {
-		t.Errorf("%s: repository_selection %q, want %q", r.file, tok.RepositorySelection, sel)
+		t.Errorf("%s: repository_selection %q, want %q", r.File, tok.RepositorySelection, sel)
 	}
 	checkRepositories(t, r, field(body, "repositories"), tok.Repositories)
 	// The formatted token never shows its value.
 	if s := fmt.Sprint(tok) + fmt.Sprintf("%v %+v %#v", *tok, *tok, *tok); strings.Contains(s, tok.Token) {
-		t.Errorf("%s: formatting a Token shows its value", r.file)
+		t.Errorf("%s: formatting a Token shows its value", r.File)
 	}
 }
 
@@ -595,7 +502,7 @@ func checkRepositories(t *testing.T, r *recording, list any, got []github.Reposi
 	t.Helper()
 	items, _ := list.([]any)
 	if len(got) != len(items) {
-		t.Fatalf("%s: %d repositories, want %d", r.file, len(got), len(items))
+		t.Fatalf("%s: %d repositories, want %d", r.File, len(got), len(items))
 	}
 	for i, item := range items {
 		want := github.Repository{ID: num(field(item, "id")), Name: str(field(item, "name")),
@@ -603,7 +510,7 @@ func checkRepositories(t *testing.T, r *recording, list any, got []github.Reposi
 		g := got[i]
 		g.Owner = github.Account{}
 		if g != want {
-			t.Errorf("%s: repository %d = %+v, want %+v", r.file, i, g, want)
+			t.Errorf("%s: repository %d = %+v, want %+v", r.File, i, g, want)
 		}
 		checkAccount(t, r, fmt.Sprintf("repository %d owner", i), field(item, "owner"), got[i].Owner)
 	}

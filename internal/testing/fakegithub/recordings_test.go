@@ -7,12 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/realgh"
 )
 
 // The emulator's answers hold the fields of GitHub's real answers: those that other projects recorded from real GitHub
@@ -31,78 +31,8 @@ var missingFromEmulator = map[string]string{
 // against the emulator's, and not their keys.
 var mapFields = []string{".permissions", "[].permissions"}
 
-// recordedAnswer is a recording as the files hold it, with what the shape check needs.
-type recordedAnswer struct {
-	file    string
-	Method  string              `json:"method"`
-	Path    string              `json:"path"`
-	Status  int                 `json:"status"`
-	Headers map[string][]string `json:"headers"`
-	Body    string              `json:"body"`
-}
-
-func (r *recordedAnswer) header() http.Header {
-	h := http.Header{}
-	for k, vs := range r.Headers {
-		for _, v := range vs {
-			h.Add(k, v)
-		}
-	}
-	return h
-}
-
-// recordingsDir finds ../shared/realgh/recordings beside the module root. Without it the test skips, except in CI,
-// where the data must be there.
-func recordingsDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
-	rec := filepath.Join(dir, "..", "shared", "realgh", "recordings")
-	if _, err := os.Stat(rec); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("GitHub's recorded answers are missing (%v): CI must provide ../shared/realgh/recordings", err)
-		}
-		t.Skipf("GitHub's recorded answers are not here (%v); they are read from ../shared/realgh/recordings", err)
-	}
-	return rec
-}
-
-func loadRecordedAnswers(t *testing.T) []*recordedAnswer {
-	t.Helper()
-	dir := recordingsDir(t)
-	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatalf("no recordings in %s", dir)
-	}
-	var out []*recordedAnswer
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := &recordedAnswer{file: filepath.Base(f)}
-		if err := json.Unmarshal(data, r); err != nil {
-			t.Fatalf("%s: %v", r.file, err)
-		}
-		out = append(out, r)
-	}
-	return out
-}
+// recordedAnswer is a recording as the files hold it.
+type recordedAnswer = realgh.Recording
 
 // emulatorAnswer is one answer of the emulator to compare recordings with.
 type emulatorAnswer struct {
@@ -190,7 +120,7 @@ func emulatorAnswers(t *testing.T) map[string][]emulatorAnswer {
 
 // TestEmulatorAnswersHaveRecordedShapes compares every recorded answer with the emulator's answers of the same kind.
 func TestEmulatorAnswersHaveRecordedShapes(t *testing.T) {
-	recs := loadRecordedAnswers(t)
+	recs := realgh.Load(t)
 	answers := emulatorAnswers(t)
 	routes := newRoutes()
 	missing := map[string][]string{} // "ROUTE PATH" -> recordings that carry it
@@ -198,47 +128,47 @@ func TestEmulatorAnswersHaveRecordedShapes(t *testing.T) {
 	for _, r := range recs {
 		rt, _ := match(routes, r.Method, r.Path)
 		if rt == nil {
-			t.Errorf("%s: the emulator has no route for %s %s", r.file, r.Method, r.Path)
+			t.Errorf("%s: the emulator has no route for %s %s", r.File, r.Method, r.Path)
 			continue
 		}
 		key := answerKey(rt.key(), r.Status, []byte(r.Body))
 		emu := answers[key]
 		if len(emu) == 0 {
-			t.Errorf("%s: no answer of the emulator to compare with (%s); make emulatorAnswers ask for one", r.file, key)
+			t.Errorf("%s: no answer of the emulator to compare with (%s); make emulatorAnswers ask for one", r.File, key)
 			continue
 		}
 		var rec any
 		if r.Body != "" {
 			if err := json.Unmarshal([]byte(r.Body), &rec); err != nil {
-				t.Errorf("%s: body is not JSON: %v", r.file, err)
+				t.Errorf("%s: body is not JSON: %v", r.File, err)
 				continue
 			}
 		}
 		for _, a := range emu {
-			if r.header().Get("X-GitHub-Request-Id") != "" && a.resp.header.Get("X-GitHub-Request-Id") == "" {
-				t.Errorf("%s: the emulator's %s answer has no X-GitHub-Request-Id", r.file, a.what)
+			if r.Header().Get("X-GitHub-Request-Id") != "" && a.resp.header.Get("X-GitHub-Request-Id") == "" {
+				t.Errorf("%s: the emulator's %s answer has no X-GitHub-Request-Id", r.File, a.what)
 			}
 			if r.Body == "" {
 				if len(a.resp.body) != 0 {
-					t.Errorf("%s: GitHub answered %d with no body, the emulator's %s answer has %q", r.file,
+					t.Errorf("%s: GitHub answered %d with no body, the emulator's %s answer has %q", r.File,
 						r.Status, a.what, a.resp.body)
 				}
 				continue
 			}
 			var got any
 			if err := json.Unmarshal(a.resp.body, &got); err != nil {
-				t.Errorf("%s: the emulator's %s answer is not JSON: %v", r.file, a.what, err)
+				t.Errorf("%s: the emulator's %s answer is not JSON: %v", r.File, a.what, err)
 				continue
 			}
 			compareShape("", rec, got, func(path, problem string) {
 				if problem == "" {
 					k := rt.key() + " " + path
-					if !slices.Contains(missing[k], r.file) {
-						missing[k] = append(missing[k], r.file)
+					if !slices.Contains(missing[k], r.File) {
+						missing[k] = append(missing[k], r.File)
 					}
 					return
 				}
-				t.Errorf("%s: %s: %s (the emulator's %s answer)", r.file, path, problem, a.what)
+				t.Errorf("%s: %s: %s (the emulator's %s answer)", r.File, path, problem, a.what)
 			})
 		}
 	}
