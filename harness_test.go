@@ -277,6 +277,19 @@ func (e *testEnv) mint(role string) *logical.Response {
 }
 
 // revoke runs the lease's revocation as Vault would when it ends.
+// revokeAtGitHub ends the leases of resps and fails unless GitHub then holds each token revoked.
+func (e *testEnv) revokeAtGitHub(resps ...*logical.Response) {
+	e.t.Helper()
+	for _, r := range resps {
+		if err := e.revoke(r); err != nil {
+			e.t.Fatalf("revoke: %v", err)
+		}
+		if info, _ := e.gh.Token(r.Data["token"].(string)); !info.Revoked {
+			e.t.Fatal("a token is not revoked at GitHub")
+		}
+	}
+}
+
 func (e *testEnv) revoke(resp *logical.Response) error {
 	// Vault keeps the lease's internal data as JSON; go through the same round trip.
 	raw, err := json.Marshal(resp.Secret.InternalData)

@@ -109,14 +109,7 @@ func TestAWSKMSSignerMintsAndRevokes(t *testing.T) {
 	if got := e.reach(resp.Data["token"].(string)); len(got) != 1 || got[0] != "web" {
 		t.Fatalf("narrowed token reaches %v", got)
 	}
-	for _, r := range []*logical.Response{full, resp} {
-		if err := e.revoke(r); err != nil {
-			t.Fatalf("revoke: %v", err)
-		}
-		if info, _ := e.gh.Token(r.Data["token"].(string)); !info.Revoked {
-			t.Fatal("the token is not revoked at GitHub")
-		}
-	}
+	e.revokeAtGitHub(full, resp)
 
 	resp, err = e.do(logical.ReadOperation, "status", nil)
 	mustOK(t, resp, err)
@@ -280,14 +273,7 @@ func TestAWSKMSKeyRotation(t *testing.T) {
 		t.Fatalf("fingerprint after rotation %v, want the new key's", resp.Data["private_key_fingerprint"])
 	}
 	fresh := e.mint("ci")
-	for _, r := range []*logical.Response{old, fresh} {
-		if err := e.revoke(r); err != nil {
-			t.Fatalf("revoke: %v", err)
-		}
-		if info, _ := e.gh.Token(r.Data["token"].(string)); !info.Revoked {
-			t.Fatal("a token is not revoked at GitHub")
-		}
-	}
+	e.revokeAtGitHub(old, fresh)
 }
 
 // TestAWSKMSJWTReuse: a burst of 1,000 mints asks KMS, counted where it signs, for a signature or two, not one per

@@ -115,14 +115,7 @@ func TestPKCS11SignerMintsAndRevokes(t *testing.T) {
 		t.Fatalf("narrowed token reaches %v", got)
 	}
 	mintBurst(e, "ci", 1000, 20)
-	for _, r := range []*logical.Response{full, resp} {
-		if err := e.revoke(r); err != nil {
-			t.Fatalf("revoke: %v", err)
-		}
-		if info, _ := e.gh.Token(r.Data["token"].(string)); !info.Revoked {
-			t.Fatal("the token is not revoked at GitHub")
-		}
-	}
+	e.revokeAtGitHub(full, resp)
 
 	resp, err = e.do(logical.ReadOperation, "status", nil)
 	mustOK(t, resp, err)
@@ -219,12 +212,5 @@ func TestPKCS11KeyRotation(t *testing.T) {
 		t.Fatalf("fingerprint after rotation %v, want the new key's", resp.Data["private_key_fingerprint"])
 	}
 	fresh := e.mint("ci")
-	for _, r := range []*logical.Response{old, fresh} {
-		if err := e.revoke(r); err != nil {
-			t.Fatalf("revoke: %v", err)
-		}
-		if info, _ := e.gh.Token(r.Data["token"].(string)); !info.Revoked {
-			t.Fatal("a token is not revoked at GitHub")
-		}
-	}
+	e.revokeAtGitHub(old, fresh)
 }
