@@ -74,28 +74,21 @@ func (c *botIdentityCache) get(ctx context.Context, gh *github.Client, token str
 		return nil, retryError(failed, retryAt)
 	}
 
-	ch := c.lookups.DoChan("bot", func() (any, error) {
-		// One caller going away must not fail the lookup the others wait for.
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), botLookupTimeout)
-		defer cancel()
-		id, err := c.lookup(lctx, gh, token)
+	v, err := sharedCall(ctx, &c.lookups, "bot", botLookupTimeout, func(ctx context.Context) (any, error) {
+		id, err := c.lookup(ctx, gh, token)
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if err != nil {
 			c.failed, c.retryAt = err, now.Add(botRetryInterval)
 			c.logger.Warn("the App's bot identity is unknown: token responses go without it until a mint tries again",
 				"retry_after", c.retryAt.UTC().Format(time.RFC3339), "error", err)
-			return (*botIdentity)(nil), retryError(err, c.retryAt)
+			return nil, retryError(err, c.retryAt)
 		}
 		c.known, c.failed = id, nil
 		return id, nil
 	})
-	select {
-	case r := <-ch:
-		return r.Val.(*botIdentity), r.Err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	id, _ := v.(*botIdentity)
+	return id, err
 }
 
 // retryError says why the bot identity is unknown and when a mint looks it up again.

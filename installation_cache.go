@@ -72,7 +72,7 @@ func (c *installationCache) byOwner(ctx context.Context, gh *github.Client, owne
 		return installation{}, true, e.err
 	}
 
-	v, err := sharedCall(ctx, &c.lookups, "owner:"+key, func(ctx context.Context) (any, error) {
+	v, err := sharedCall(ctx, &c.lookups, "owner:"+key, sharedCallTimeout, func(ctx context.Context) (any, error) {
 		// A read that missed just before another's lookup ended finds its answer here rather than asking again.
 		c.mu.Lock()
 		e, ok := c.owners[key]
@@ -107,7 +107,7 @@ func (c *installationCache) account(ctx context.Context, gh *github.Client, inst
 	if ok {
 		return id, nil
 	}
-	v, err := sharedCall(ctx, &c.lookups, "installation:"+strconv.FormatInt(installationID, 10), func(ctx context.Context) (any, error) {
+	v, err := sharedCall(ctx, &c.lookups, "installation:"+strconv.FormatInt(installationID, 10), sharedCallTimeout, func(ctx context.Context) (any, error) {
 		in, err := gh.Installation(ctx, installationID)
 		if err != nil {
 			return int64(0), err
@@ -119,26 +119,6 @@ func (c *installationCache) account(ctx context.Context, gh *github.Client, inst
 	})
 	id, _ = v.(int64)
 	return id, err
-}
-
-// sharedCallTimeout bounds a call to GitHub that several requests share: it no longer ends with the request that
-// started it.
-const sharedCallTimeout = 30 * time.Second
-
-// sharedCall runs fn once for all concurrent callers of key. fn runs under a context of its own, so that the caller
-// that started it going away does not fail the others; each caller still stops waiting when its own context ends.
-func sharedCall(ctx context.Context, g *singleflight.Group, key string, fn func(context.Context) (any, error)) (any, error) {
-	ch := g.DoChan(key, func() (any, error) {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedCallTimeout)
-		defer cancel()
-		return fn(sctx)
-	})
-	select {
-	case r := <-ch:
-		return r.Val, r.Err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // forget drops an owner's entry, for when GitHub says its installation is gone or refuses it.

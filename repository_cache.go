@@ -97,7 +97,7 @@ func (c *repositoryCache) get(ctx context.Context, gh *github.Client, installati
 	if l := c.fresh(installationID, now, maxAge); l != nil {
 		return l, nil
 	}
-	v, err := sharedCall(ctx, &c.listings, strconv.FormatInt(installationID, 10), func(ctx context.Context) (any, error) {
+	v, err := sharedCall(ctx, &c.listings, strconv.FormatInt(installationID, 10), sharedCallTimeout, func(ctx context.Context) (any, error) {
 		// Another caller may have listed it since this one looked.
 		if l := c.fresh(installationID, now, maxAge); l != nil {
 			return l, nil
