@@ -137,17 +137,25 @@ func (m *mint) spelledAsGitHub(ctx context.Context, in installation, names []str
 	if err != nil {
 		return in, nil, err
 	}
+	in, _, misspelled, err := m.heldToList(ctx, in, list, names)
+	return in, misspelled, err
+}
+
+// heldToList holds names to the installation's repository list: it returns what is not spelled as GitHub spells
+// it, and what the list lacks even after listing again (at most every relistInterval), and the list it used.
+func (m *mint) heldToList(ctx context.Context, in installation, list *repositoryList, names []string) (installation, *repositoryList, []string, error) {
 	misspelled, missing := list.check(names)
 	if len(missing) > 0 {
+		var err error
 		if in, list, err = m.repositoryList(ctx, in, true); err != nil {
-			return in, nil, err
+			return in, nil, nil, err
 		}
 		misspelled, missing = list.check(names)
 	}
 	for _, name := range missing {
 		misspelled = append(misspelled, list.notListed(name, in.id, m.b.now()))
 	}
-	return in, misspelled, nil
+	return in, list, misspelled, nil
 }
 
 // pinAccount records on an owner-bound role the account its owner names, at its first mint. It is best effort: a

@@ -114,15 +114,9 @@ func (m *mint) resolvePatterns(ctx context.Context, in installation, tr tokenReq
 		return in, tr, nil, err
 	}
 	if len(tr.byPattern) > 0 {
-		misspelled, missing := list.check(tr.byPattern)
-		if len(missing) > 0 {
-			if in, list, err = m.repositoryList(ctx, in, true); err != nil {
-				return in, tr, nil, err
-			}
-			misspelled, missing = list.check(tr.byPattern)
-		}
-		for _, name := range missing {
-			misspelled = append(misspelled, list.notListed(name, in.id, m.b.now()))
+		var misspelled []string
+		if in, list, misspelled, err = m.heldToList(ctx, in, list, tr.byPattern); err != nil {
+			return in, tr, nil, err
 		}
 		if len(misspelled) > 0 {
 			resp, err := (&problems{malformed: misspelled}).response(m.roleName)
