@@ -22,7 +22,7 @@ import (
 //	GET  /_fake/health                            200 {"status":"ok"}
 //	GET  /_fake/faults                            the Faults in force
 //	PUT  /_fake/faults                            replace them (Faults JSON; "outage_for": "30s" sets outage_until from now)
-//	GET  /_fake/stats                             Stats
+//	GET  /_fake/stats                             Stats (with each App's calls under "apps", by App ID)
 //	POST /_fake/stats/reset                       ResetStats
 //	POST /_fake/token-status                      {"token": "..."} → TokenInfo plus "expired" and "hashed_token"
 //	GET  /_fake/tokens                            every token issued, by hashed_token (never the token): TokenRecords

@@ -78,6 +78,11 @@
 // In a RateLimit, limit 0 means 5,000, remaining is required (0..limit), and reset_in (default an
 // hour) is when the window ends, rounded up to a whole second.
 //
+// Stats (GET /_fake/stats) count the calls of each App apart under "apps", keyed by App ID: calls by
+// route, error answers and tokens issued, for calls made with the App's JWT or its installations'
+// tokens. A load test reads there how often a client still called an App of its pool that is
+// rate limited, and how its mints spread over the Apps.
+//
 // # Behaviour worth knowing
 //
 //   - A token request that names permissions also gets metadata:read when the installation

@@ -108,7 +108,7 @@ func (s *Server) createToken(c *call) *apiError {
 		}
 	}
 	s.st.tokens[t.value] = t
-	s.stats.issuedToken()
+	s.stats.issuedToken(in.AppID)
 
 	if omitScope {
 		c.writeJSON(http.StatusCreated, unstatedTokenBody{Token: t.value, ExpiresAt: timestamp(t.expiresAt)})

@@ -201,6 +201,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, prefix, path s
 
 	subject := s.subjectOf(r)
 	c.appID = subject.appID
+	s.stats.appCall(c.appID, key)
 	if !wait(r.Context(), s.latency(c.appID)) {
 		return // the client gave up; there is nobody to answer
 	}
@@ -345,6 +346,7 @@ func (c *call) noContent() {
 
 // fail answers with GitHub's error shape.
 func (c *call) fail(e *apiError) {
+	c.s.stats.appError(c.appID)
 	doc := e.docURL
 	if doc == "" {
 		doc = docsREST

@@ -24,6 +24,22 @@ type Stats struct {
 	TokensLive    int            `json:"tokens_live"`    // from state, not reset by ResetStats
 	TokensRevoked int            `json:"tokens_revoked"` // from state, not reset by ResetStats
 	TokensExpired int            `json:"tokens_expired"` // from state, not reset by ResetStats
+	// Apps counts the calls of each App, keyed by App ID: those made with its JWT and those made with its
+	// installations' tokens (credentials read as rate limiting reads them, unverified). Anonymous calls and calls
+	// with credentials the emulator cannot tie to an App count under none. An App of a pool that is rate limited
+	// shows here how often a client still probes it. Reset by ResetStats.
+	Apps map[int64]AppStats `json:"apps"`
+}
+
+// AppStats is what one App's calls came to (see Stats.Apps).
+type AppStats struct {
+	// Calls counts the App's calls by route, keyed like Stats.Calls.
+	Calls      map[string]int `json:"calls"`
+	TotalCalls int            `json:"total_calls"`
+	// Errors counts the calls answered with an error status (4xx or 5xx: refused by a rate limit or an injected
+	// fault, or by the endpoint itself); dropped connections (outages) are not answers and do not count.
+	Errors       int `json:"errors"`
+	TokensIssued int `json:"tokens_issued"`
 }
 
 // statsRecorder counts calls. It has its own locks so that counting never waits for state.
@@ -36,12 +52,14 @@ type statsRecorder struct {
 	total        int
 	jwts         map[[sha256.Size]byte]struct{}
 	tokensIssued int
+	apps         map[int64]*AppStats
 }
 
 func newStatsRecorder() *statsRecorder {
 	return &statsRecorder{
 		calls: make(map[string]int),
 		jwts:  make(map[[sha256.Size]byte]struct{}),
+		apps:  make(map[int64]*AppStats),
 	}
 }
 
@@ -62,21 +80,60 @@ func (r *statsRecorder) begin(key string) {
 
 func (r *statsRecorder) end() { r.inFlight.Add(-1) }
 
+// appLocked returns appID's counters, creating them; r.mu must be held.
+func (r *statsRecorder) appLocked(appID int64) *AppStats {
+	a := r.apps[appID]
+	if a == nil {
+		a = &AppStats{Calls: make(map[string]int)}
+		r.apps[appID] = a
+	}
+	return a
+}
+
+// appCall counts a call under the App it comes from; 0 (no App) counts nowhere.
+func (r *statsRecorder) appCall(appID int64, key string) {
+	if appID == 0 {
+		return
+	}
+	r.mu.Lock()
+	a := r.appLocked(appID)
+	a.Calls[key]++
+	a.TotalCalls++
+	r.mu.Unlock()
+}
+
+// appError counts a call of appID answered with an error status.
+func (r *statsRecorder) appError(appID int64) {
+	if appID == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.appLocked(appID).Errors++
+	r.mu.Unlock()
+}
+
 func (r *statsRecorder) sawJWT(hash [sha256.Size]byte) {
 	r.mu.Lock()
 	r.jwts[hash] = struct{}{}
 	r.mu.Unlock()
 }
 
-func (r *statsRecorder) issuedToken() {
+func (r *statsRecorder) issuedToken(appID int64) {
 	r.mu.Lock()
 	r.tokensIssued++
+	r.appLocked(appID).TokensIssued++
 	r.mu.Unlock()
 }
 
 func (r *statsRecorder) snapshot() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	apps := make(map[int64]AppStats, len(r.apps))
+	for id, a := range r.apps {
+		c := *a
+		c.Calls = maps.Clone(a.Calls)
+		apps[id] = c
+	}
 	return Stats{
 		Calls:        maps.Clone(r.calls),
 		TotalCalls:   r.total,
@@ -84,6 +141,7 @@ func (r *statsRecorder) snapshot() Stats {
 		InFlight:     int(r.inFlight.Load()),
 		DistinctJWTs: len(r.jwts),
 		TokensIssued: r.tokensIssued,
+		Apps:         apps,
 	}
 }
 
@@ -92,6 +150,7 @@ func (r *statsRecorder) reset() {
 	defer r.mu.Unlock()
 	clear(r.calls)
 	clear(r.jwts)
+	clear(r.apps)
 	r.total = 0
 	r.tokensIssued = 0
 	// Calls still running when the stats are reset count toward the new maximum.
@@ -117,6 +176,6 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-// ResetStats zeroes the call counters, the distinct-JWT set and TokensIssued.
+// ResetStats zeroes the call counters (the Apps' too), the distinct-JWT set and TokensIssued.
 // Token state (live, revoked, expired) is not touched.
 func (s *Server) ResetStats() { s.stats.reset() }

@@ -5,6 +5,7 @@ package fakegithub
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"sync"
@@ -132,5 +133,61 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if st := e.srv.Stats(); st.TokensIssued != 20 || st.TokensRevoked != 20 {
 		t.Errorf("Stats = %+v", st)
+	}
+}
+
+// TestStatsPerApp counts each App's calls of a pool apart: with its JWT, with its installations' tokens, refused or
+// not; anonymous calls and unknown credentials count under no App. The admin API shows the same, keyed by App ID.
+func TestStatsPerApp(t *testing.T) {
+	e := newPoolEnv(t)
+	if err := e.srv.SetAppFaults(poolApp3, Faults{SecondaryRateLimit: http.StatusTooManyRequests}); err != nil {
+		t.Fatal(err)
+	}
+	const mintKey = "POST /app/installations/{installation_id}/access_tokens"
+
+	e.do(http.MethodGet, "/app", e.bearerFor(demoAppID), nil)
+	tok := e.mintAs(poolApp2, poolInstall2)
+	e.do(http.MethodGet, repositoryURL, "token "+tok, nil)
+	e.do(http.MethodGet, "/rate_limit", "token "+tok, nil)
+	e.do(http.MethodPost, fmt.Sprintf("/app/installations/%d/access_tokens", acmeID), e.bearerFor(poolApp2), nil).
+		wantError(t, http.StatusNotFound, msgNotFound) // another App's installation
+	for range 2 {
+		if status, _ := e.mintStatus(poolApp3, poolInstall3); status != http.StatusTooManyRequests {
+			t.Fatalf("mint as the limited App: status %d, want 429", status)
+		}
+	}
+	e.do(http.MethodGet, "/users/octocat", "", nil)                              // anonymous
+	e.do(http.MethodGet, "/app", "Bearer garbage", nil)                          // no App to tie it to
+	e.do(http.MethodGet, repositoryURL, "token ghs_neverissuedneverissued", nil) // unknown token
+
+	want := map[int64]AppStats{
+		demoAppID: {Calls: map[string]int{"GET /app": 1}, TotalCalls: 1},
+		poolApp2: {Calls: map[string]int{mintKey: 2, "GET /installation/repositories": 1, "GET /rate_limit": 1},
+			TotalCalls: 4, Errors: 1, TokensIssued: 1},
+		poolApp3: {Calls: map[string]int{mintKey: 2}, TotalCalls: 2, Errors: 2},
+	}
+	st := e.srv.Stats()
+	if !maps.EqualFunc(st.Apps, want, func(a, b AppStats) bool {
+		return maps.Equal(a.Calls, b.Calls) && a.TotalCalls == b.TotalCalls && a.Errors == b.Errors &&
+			a.TokensIssued == b.TokensIssued
+	}) {
+		t.Errorf("Apps = %+v\nwant %+v", st.Apps, want)
+	}
+	if st.TotalCalls != 10 || st.TokensIssued != 1 {
+		t.Errorf("TotalCalls %d, TokensIssued %d; want 10 and 1", st.TotalCalls, st.TokensIssued)
+	}
+
+	// The admin API: App IDs as JSON object keys.
+	var admin struct {
+		Apps map[string]AppStats `json:"apps"`
+	}
+	e.do(http.MethodGet, "/_fake/stats", "", nil).decode(t, &admin)
+	if a := admin.Apps["1003"]; a.TotalCalls != 2 || a.Errors != 2 || a.Calls[mintKey] != 2 || len(admin.Apps) != 3 {
+		t.Errorf("GET /_fake/stats apps = %+v", admin.Apps)
+	}
+
+	e.srv.ResetStats()
+	if st := e.srv.Stats(); len(st.Apps) != 0 {
+		t.Errorf("after ResetStats: Apps = %+v", st.Apps)
 	}
 }
