@@ -86,8 +86,12 @@ cluster: build ## A 3-node Vault cluster (integrated storage) with the plugin an
 	VAULT_BIN="$$(bash scripts/vault.sh)" BIN=$(BIN) PLUGIN_VERSION=$(VERSION) bash scripts/cluster.sh
 
 .PHONY: bench
-bench: build ## Benchmarks: load against a real Vault, baselines, revocation storm, Go benchmarks.
+bench: build ## Benchmarks: load against a real Vault, baselines, revocation storm, limits, App pools, Go benchmarks.
 	VAULT_BIN="$$(bash scripts/vault.sh)" BIN=$(BIN) PLUGIN_VERSION=$(VERSION) bash scripts/bench.sh
+
+.PHONY: bench-pools
+bench-pools: build ## App pools only: a single-App mount against v0.2.0, a pool with one App limited, budget shares.
+	VAULT_BIN="$$(bash scripts/vault.sh)" BIN=$(BIN) PLUGIN_VERSION=$(VERSION) bash scripts/bench-pools.sh
 
 .PHONY: bench-ha
 bench-ha: build ## Benchmarks on a 3-node cluster: mints via the active node and a standby, failover runs.

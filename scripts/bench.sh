@@ -18,6 +18,9 @@
 #   BENCH_GOBENCHTIME=2s        -benchtime of the Go benchmarks (0 skips them)
 #   BENCH_LIMITS=1              GitHub at its limits: the four scenarios of integrationtest/limits_test.go at full
 #                               size (secondary storm, primary limit, outage, cold burst; 0 skips them)
+#   BENCH_POOLS=1               App pools: the scenarios of scripts/bench-pools.sh (a single-App mount against
+#                               v0.2.0, a pool with one App limited, budget shares), with its BENCH_POOLS_* knobs;
+#                               0 skips them, and `make bench-pools` runs only them
 #   BENCH_OUT=$BIN/bench        where the JSON results and report.md go
 #
 # A quick smoke run: BENCH_DURATION=2s BENCH_WARMUP=0s BENCH_STORM_COUNT=500 BENCH_STORM_TTL=5s \
@@ -37,6 +40,7 @@ BENCH_STORM_TTL=${BENCH_STORM_TTL:-30s}
 BENCH_STORM_WAIT=${BENCH_STORM_WAIT:-10m}
 BENCH_GOBENCHTIME=${BENCH_GOBENCHTIME:-2s}
 BENCH_LIMITS=${BENCH_LIMITS:-1}
+BENCH_POOLS=${BENCH_POOLS:-1}
 BENCH_OUT=${BENCH_OUT:-$BIN/bench}
 
 NOOP_NAME=bench-noop
@@ -53,6 +57,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 mkdir -p "$BENCH_OUT"
 rm -f "$BENCH_OUT"/{load.json,storm.json,gobench.txt,limits.txt,meta.txt,report.md}
+rm -rf "$BENCH_OUT/pools"
 
 log "building the load generator and the no-op plugin"
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$WORK/loadgen" ./bench/loadgen)
@@ -109,6 +114,12 @@ if [ "$BENCH_LIMITS" != 0 ]; then
 		tee "$BENCH_OUT/limits.log" | grep -o 'FIGURES .*' >"$BENCH_OUT/limits.txt" || log "the limit scenarios failed"
 fi
 
+# The pool scenarios also start a stack of their own (the emulator with three Apps), and write their own report.
+if [ "$BENCH_POOLS" != 0 ]; then
+	log "App pools: a single-App mount against v0.2.0, a pool with one App limited, budget shares"
+	BENCH_OUT="$BENCH_OUT/pools" bash "$here/bench-pools.sh" >/dev/null || log "the pool scenarios failed"
+fi
+
 # The Go benchmarks run after the stack has stopped, so that nothing else competes for the cores.
 if [ "$BENCH_GOBENCHTIME" != 0 ]; then
 	log "Go benchmarks (-benchtime $BENCH_GOBENCHTIME)"
@@ -149,6 +160,12 @@ if [ -s "$BENCH_OUT/limits.txt" ]; then
 		echo "| scenario | figures |"
 		echo "|---|---|"
 		sed -E 's/^FIGURES scenario=([^ ]+) size=[^ ]+ (.*)$/| \1 | \2 |/' "$BENCH_OUT/limits.txt"
+	} >>"$BENCH_OUT/report.md"
+fi
+if [ -s "$BENCH_OUT/pools/report.md" ]; then
+	{
+		echo
+		cat "$BENCH_OUT/pools/report.md"
 	} >>"$BENCH_OUT/report.md"
 fi
 echo

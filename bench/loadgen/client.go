@@ -133,6 +133,16 @@ type emuStats struct {
 	TokensLive    int            `json:"tokens_live"`
 	TokensRevoked int            `json:"tokens_revoked"`
 	TokensExpired int            `json:"tokens_expired"`
+	// Apps are each App's calls, by App ID.
+	Apps map[string]emuAppStats `json:"apps"`
+}
+
+// emuAppStats is one App's part of the emulator's stats.
+type emuAppStats struct {
+	Calls        map[string]int `json:"calls"`
+	TotalCalls   int            `json:"total_calls"`
+	Errors       int            `json:"errors"`
+	TokensIssued int            `json:"tokens_issued"`
 }
 
 func (e *emulator) stats(ctx context.Context) (emuStats, error) {
@@ -151,6 +161,29 @@ func (e *emulator) stats(ctx context.Context) (emuStats, error) {
 		return s, fmt.Errorf("emulator stats: HTTP %d: %s", resp.StatusCode, trimBody(b))
 	}
 	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// put sends a JSON body to one of the emulator's admin endpoints, such as /_fake/apps/1002/faults.
+func (e *emulator) put(ctx context.Context, path string, body any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, e.url+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := e.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("emulator PUT %s: HTTP %d: %s", path, resp.StatusCode, trimBody(data))
+	}
+	return nil
 }
 
 // resetStats zeroes the emulator's call counters, distinct JWTs and max_in_flight (token state stays).

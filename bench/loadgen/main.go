@@ -11,6 +11,9 @@
 //	loadgen -mode report ...  print the markdown summary from the JSON the other modes wrote and `go test -bench`
 //	loadgen -mode ha-report   the summary of `make bench-ha`: a cluster's load phases (-targets with -standby
 //	                          reads) and the failover reports of integrationtest's TestCluster/failover
+//	loadgen -mode pools  ...  the App pool scenarios of `make bench-pools` (single-App mount against an earlier
+//	                          release, a pool with one App limited, budget shares): see pools.go
+//	loadgen -mode pools-report  print their markdown summary from -pools
 //
 // Every loop is bounded in time (phases by -duration, the storm's wait by -storm-wait) and the whole run by
 // -timeout, so the program always stops by itself.
@@ -76,6 +79,24 @@ func run() error {
 		stormJSON   = flag.String("storm", "", "report: the storm result")
 		goBench     = flag.String("gobench", "", "report: output of go test -bench")
 		metaFile    = flag.String("meta", "", "report: 'Key: value' lines about the machine and versions")
+
+		poolsJSON     = flag.String("pools", "", "pools-report: the result of -mode pools")
+		scenarios     = flag.String("pools-scenarios", "single,pool,budget", "pools: the scenarios to run, in order")
+		rounds        = flag.Int("pools-rounds", 2, "pools: rounds of the single-App comparison")
+		version       = flag.String("version", "", "pools: this build's version (for the report)")
+		prevBin       = flag.String("prev-bin", "", "pools: the earlier release's plugin binary in Vault's plugin directory")
+		prevPath      = flag.String("prev-path", "", "pools: the earlier release's bench role (empty: not compared)")
+		prevVersion   = flag.String("prev-version", "v0.2.0", "pools: the earlier release's version")
+		poolApps      = flag.String("pool-apps", "default=1001=2001,a2=1002=2102,a3=1003=2103", "pools: the pool's Apps as NAME=APP_ID=INSTALLATION_ID, in the role's order")
+		poolPrefix    = flag.String("pool-prefix", "pool-", "pools: the pool scenario's mounts are this plus the limit's kind")
+		poolRole      = flag.String("pool-role", "pool", "pools: the role of all the pool's Apps on every pool mount")
+		poolLimited   = flag.String("pool-limited", "a2", "pools: the App GitHub limits in the pool scenario")
+		poolLimits    = flag.String("pool-limits", "primary,secondary", "pools: the kinds of limit, one pool run each")
+		budgetPath    = flag.String("budget-path", "budget/token/pool", "pools: the budget scenario's role")
+		budgetLeft    = flag.String("budget-left", "10,50,90", "pools: percent of each installation's budget left, in -pool-apps order")
+		budgetChange  = flag.String("budget-change", "a3=5", "pools: NAME=PERCENT, the budget that changes half-way")
+		budgetLimit   = flag.Int("budget-limit", 5000, "pools: each installation's limit in the budget scenario")
+		budgetRefresh = flag.String("budget-refresh", "1s", "pools: the budget mount's rate_limit_refresh (for the report)")
 	)
 	flag.Parse()
 
@@ -92,6 +113,8 @@ func run() error {
 		return writeReport(os.Stdout, *metaFile, *loadJSON, *stormJSON, *goBench)
 	case "ha-report":
 		return writeHAReport(os.Stdout, *metaFile, *loadJSON, *failoverRep)
+	case "pools-report":
+		return writePoolsReport(os.Stdout, *metaFile, *poolsJSON)
 	}
 
 	var cluster *clusterNodes
@@ -175,8 +198,33 @@ func run() error {
 			pluginBin: *pluginBin, vaultPID: *vaultPID, emuPID: *emuPID, vaultLog: *vaultLog, emuLog: *emuLog,
 			emuPort: emuPort,
 		}, logf)
+	case "pools":
+		apps, perr := parsePoolApps(*poolApps)
+		if perr != nil {
+			return fmt.Errorf("-pool-apps %w", perr)
+		}
+		left, perr := parseInts(*budgetLeft)
+		if perr != nil {
+			return fmt.Errorf("-budget-left %w", perr)
+		}
+		changeApp, changeTo, ok := strings.Cut(*budgetChange, "=")
+		to, perr := strconv.Atoi(changeTo)
+		if !ok || perr != nil || to < 0 || to > 100 {
+			return fmt.Errorf("-budget-change %q: expected NAME=PERCENT", *budgetChange)
+		}
+		result, err = runPools(ctx, poolsConfig{
+			vault: admin, hot: hot, emu: emu, scenarios: splitList(*scenarios),
+			concurrency: conc[len(conc)-1], duration: *duration, warmup: *warmup, rounds: max(*rounds, 1),
+			revokeLimit: *revokeLimit, vaultPID: *vaultPID, emuPID: *emuPID,
+			pluginBin: *pluginBin, prevBin: *prevBin, noopBin: *noopBin,
+			version: *version, prevVersion: *prevVersion,
+			singlePath: *githubPath, prevPath: *prevPath, noopPath: *noopPath,
+			apps: apps, poolPrefix: *poolPrefix, role: *poolRole, limited: *poolLimited, limits: splitList(*poolLimits),
+			budgetPath: *budgetPath, budgetLeft: left, changeApp: changeApp, changeTo: to,
+			budgetMax: *budgetLimit, refresh: *budgetRefresh,
+		}, logf)
 	default:
-		return fmt.Errorf("-mode %q: expected load, storm or report", *mode)
+		return fmt.Errorf("-mode %q: expected load, storm, pools, report, ha-report or pools-report", *mode)
 	}
 	if result != nil && *out != "" {
 		data, jerr := json.MarshalIndent(result, "", "  ")
@@ -188,4 +236,15 @@ func run() error {
 		}
 	}
 	return err
+}
+
+// splitList reads "a,b" into its non-empty, trimmed items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
