@@ -9,8 +9,8 @@
 #           plugin CPU per token (target: within 5 % of the earlier release's) and throughput against the no-op
 #           plugin (target: at least 0.7)
 #   pool    a role over the three Apps, one of them (a2) limited by GitHub for the whole run, once with a primary
-#           and once with a secondary rate limit (per-App faults of the emulator), each on a mount of its own,
-#           against a healthy single-App mount measured just before: client errors (target 0), throughput (target
+#           and once with a secondary rate limit (per-App faults of the emulator), each on a mount of its own, each
+#           window between two windows of a healthy single-App mount: client errors (target 0), throughput (target
 #           at least 0.9 of the single-App mount's) and the calls the limited App saw per second (target at most 1)
 #   budget  a role over the three Apps whose installations have 10 %, 50 % and 90 % of their budget left,
 #           rate_limit_refresh 1s, one load from a cold mount: the share of mints per App; half-way the 90 % one

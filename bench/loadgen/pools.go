@@ -139,13 +139,15 @@ type singleRound struct {
 }
 
 type poolBench struct {
-	Limit        string         `json:"limit"` // primary or secondary
-	Fault        map[string]any `json:"fault"` // the per-App faults set on the limited App
-	LimitedApp   poolApp        `json:"limited_app"`
-	Healthy      measured       `json:"healthy_single_app"`
-	WarmupErrors int            `json:"warmup_errors"`
-	WarmupError  string         `json:"warmup_first_error,omitempty"`
-	Pool         measured       `json:"pool"`
+	Limit      string         `json:"limit"` // primary or secondary
+	Fault      map[string]any `json:"fault"` // the per-App faults set on the limited App
+	LimitedApp poolApp        `json:"limited_app"`
+	// The healthy single-App mount's windows just before and just after the pool's.
+	HealthyBefore measured `json:"healthy_before"`
+	HealthyAfter  measured `json:"healthy_after"`
+	WarmupErrors  int      `json:"warmup_errors"`
+	WarmupError   string   `json:"warmup_first_error,omitempty"`
+	Pool          measured `json:"pool"`
 	// The emulator's accounting of the limited App over the measured window: every call made with its JWT or its
 	// installation's tokens, by route; probes are those calls but GET /rate_limit (which GitHub never limits).
 	LimitedCalls  map[string]int `json:"limited_calls"`
@@ -204,16 +206,7 @@ func runPools(ctx context.Context, cfg poolsConfig, logf func(string, ...any)) (
 		case "single":
 			rep.Single, err = runSingle(ctx, cfg, logf)
 		case "pool":
-			for _, kind := range cfg.limits {
-				var pb *poolBench
-				pb, err = runPoolLimited(ctx, cfg, kind, logf)
-				if pb != nil {
-					rep.Pool = append(rep.Pool, *pb)
-				}
-				if err != nil {
-					break
-				}
-			}
+			rep.Pool, err = runPoolScenario(ctx, cfg, logf)
 		case "budget":
 			rep.Budget, err = runBudget(ctx, cfg, logf)
 		default:
@@ -318,7 +311,55 @@ var limitFaults = map[string]map[string]any{
 	"secondary": {"secondary_rate_limit": 429, "retry_after": 3600},
 }
 
-// runPoolLimited measures a healthy single-App mount, then limits one App and measures the pool mount for kind.
+// runPoolScenario measures each kind of limit on a pool mount between two windows of a healthy single-App mount
+// (healthy, pool with a primary limit, healthy, pool with a secondary limit, healthy), so that each pool window is
+// compared with the mean of the healthy windows on either side of it: on a machine whose load drifts, that is
+// fairer than one window before.
+func runPoolScenario(ctx context.Context, cfg poolsConfig, logf func(string, ...any)) ([]poolBench, error) {
+	if err := healthyBudgets(ctx, cfg); err != nil {
+		return nil, err
+	}
+	logf("pool of %d Apps, %s limited: %s, each between two windows of a healthy single-App mount; concurrency %d, "+
+		"%s each", len(cfg.apps), cfg.limited, strings.Join(cfg.limits, ", "), cfg.concurrency, cfg.duration)
+	healthy := func() (measured, error) {
+		return window(ctx, cfg, "healthy single-App mount", cfg.singlePath, cfg.pluginBin, cfg.duration, logf)
+	}
+	var out []poolBench
+	prev, err := healthy()
+	if err != nil {
+		return out, err
+	}
+	for _, kind := range cfg.limits {
+		pb, err := runPoolLimited(ctx, cfg, kind, logf)
+		if pb == nil {
+			return out, err
+		}
+		pb.HealthyBefore = prev
+		if err == nil {
+			pb.HealthyAfter, err = healthy()
+			prev = pb.HealthyAfter
+		}
+		out = append(out, *pb)
+		if err != nil {
+			return out, err
+		}
+		logf("  pool / healthy single-App mount: %s", ratio(pb.Pool.PerSecond, pb.healthyRate()))
+	}
+	return out, nil
+}
+
+// healthyRate is the mean rate of the healthy windows around the pool's, or the one there is.
+func (pb *poolBench) healthyRate() float64 {
+	switch {
+	case pb.HealthyBefore.PerSecond > 0 && pb.HealthyAfter.PerSecond > 0:
+		return (pb.HealthyBefore.PerSecond + pb.HealthyAfter.PerSecond) / 2
+	case pb.HealthyBefore.PerSecond > 0:
+		return pb.HealthyBefore.PerSecond
+	}
+	return pb.HealthyAfter.PerSecond
+}
+
+// runPoolLimited limits one App and measures the pool mount for kind.
 func runPoolLimited(ctx context.Context, cfg poolsConfig, kind string, logf func(string, ...any)) (*poolBench, error) {
 	fault, ok := limitFaults[kind]
 	if !ok {
@@ -330,17 +371,7 @@ func runPoolLimited(ctx context.Context, cfg poolsConfig, kind string, logf func
 	}
 	pb := &poolBench{Limit: kind, Fault: fault, LimitedApp: limited}
 	path := cfg.poolPrefix + kind + "/token/" + cfg.role
-	logf("pool of %d Apps, %s limited by a %s rate limit: concurrency %d, %s measured", len(cfg.apps), limited.Name,
-		kind, cfg.concurrency, cfg.duration)
-	if err := healthyBudgets(ctx, cfg); err != nil {
-		return pb, err
-	}
-
-	var err error
-	if pb.Healthy, err = window(ctx, cfg, "healthy single-App mount", cfg.singlePath, cfg.pluginBin, cfg.duration, logf); err != nil {
-		return pb, err
-	}
-
+	logf("  %s limited by a %s rate limit", limited.Name, kind)
 	faultPath := fmt.Sprintf("/_fake/apps/%d/faults", limited.AppID)
 	if err := cfg.emu.put(ctx, faultPath, fault); err != nil {
 		return pb, err
@@ -366,6 +397,8 @@ func runPoolLimited(ctx context.Context, cfg poolsConfig, kind string, logf func
 	key := strconv.FormatInt(limited.AppID, 10)
 	probes := func(s emuStats) int { a := s.Apps[key]; return a.TotalCalls - a.Calls[rateLimitRoute] }
 	var samples []float64
+	var after emuStats
+	var afterErr error
 	sample := func(stop <-chan struct{}) {
 		last, lastT := probes(before), time.Now()
 		t := time.NewTicker(time.Second)
@@ -373,6 +406,8 @@ func runPoolLimited(ctx context.Context, cfg poolsConfig, kind string, logf func
 		for {
 			select {
 			case <-stop:
+				// The load has ended; the leases' revocation has not begun.
+				after, afterErr = cfg.emu.stats(ctx)
 				return
 			case <-t.C:
 			}
@@ -389,11 +424,8 @@ func runPoolLimited(ctx context.Context, cfg poolsConfig, kind string, logf func
 	if err != nil {
 		return pb, err
 	}
-	// The emulator's figures cover the window and the revocation after it; revocations never reach the limited App,
-	// which issued no token in the window (tokens_by_app shows it).
-	after, err := cfg.emu.stats(ctx)
-	if err != nil {
-		return pb, err
+	if afterErr != nil {
+		return pb, afterErr
 	}
 	a, b := after.Apps[key], before.Apps[key]
 	pb.LimitedCalls = callsDelta(a.Calls, b.Calls)
@@ -407,17 +439,18 @@ func runPoolLimited(ctx context.Context, cfg poolsConfig, kind string, logf func
 		pb.TokensByApp[app.Name] = after.Apps[k].TokensIssued - before.Apps[k].TokensIssued
 		pb.RateLimitGets[app.Name] = after.Apps[k].Calls[rateLimitRoute] - before.Apps[k].Calls[rateLimitRoute]
 	}
-	logf("  pool: %.0f/s (%.2f of the healthy single-App mount), %d errors (warm-up %d), %d probes of %s "+
-		"(%.2f/s), mints by App %v", pb.Pool.PerSecond, pb.Pool.PerSecond/max(pb.Healthy.PerSecond, 1), pb.Pool.Errors,
-		pb.WarmupErrors, pb.Probes, limited.Name, pb.ProbesPerSec, pb.Pool.ByApp)
+	logf("  pool: %.0f/s, %d errors (warm-up %d), %d probes of %s (%.2f/s), mints by App %v", pb.Pool.PerSecond,
+		pb.Pool.Errors, pb.WarmupErrors, pb.Probes, limited.Name, pb.ProbesPerSec, pb.Pool.ByApp)
 	return pb, nil
 }
 
 const rateLimitRoute = "GET /rate_limit"
 
-// healthyBudget is the budget every installation gets outside the budget scenario: the emulator enforces a budget
-// once set, so it must be large enough that the benchmark's own revocations never exhaust it, and the same for
-// every App, so that no App ranks ahead of another by what earlier phases spent.
+// healthyBudget is the budget every installation and App gets outside the budget scenario: the emulator enforces a
+// budget once set, so it must be large enough that the benchmark's own revocations never exhaust it. It is set
+// again before each scenario, the same for every App; revocations then spend from it (mints do not: they count
+// against the App, not the installation), so under app_selection=budget the App whose tokens were revoked least
+// ranks first.
 const healthyBudget = 100_000_000
 
 // healthyBudgets gives every installation and App of the pool the same, ample budget.

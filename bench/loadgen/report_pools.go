@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 )
@@ -89,11 +90,13 @@ func writePoolsReport(w io.Writer, metaPath, poolsPath string) error {
 	if len(rep.Pool) > 0 {
 		lim := rep.Pool[0].LimitedApp
 		fmt.Fprintf(w, "### Pool of three Apps, %s limited for the whole run\n\n", lim.Name)
-		fmt.Fprintf(w, "Concurrency %d, %s measured after a %s warm-up (the limit is on from the warm-up's start); the "+
-			"healthy single-App mount is measured just before each pool run. Probes: calls the emulator saw with the "+
-			"limited App's JWT or its installation's tokens (App %d), GET /rate_limit left out.\n\n",
-			rep.Concurrency, rep.Duration, rep.Warmup, lim.AppID)
-		fmt.Fprintln(w, "| limit (per-App fault) | healthy single-App ok/s | pool ok/s | **pool / healthy** | p50 / p99 ms "+
+		fmt.Fprintf(w, "Concurrency %d, windows of %s after a %s warm-up, in the order healthy single-App mount, "+
+			"pool, healthy, pool, …: each pool window is compared with the mean of the healthy windows on either side "+
+			"of it. The limit is on from the pool's warm-up to the end of its window; each kind of limit has a mount "+
+			"of its own (pool-primary, pool-secondary), so that the second starts from an engine that has seen no "+
+			"limit. Probes: calls the emulator saw with the limited App's JWT or its installation's tokens (App %d), "+
+			"GET /rate_limit left out.\n\n", rep.Concurrency, rep.Duration, rep.Warmup, lim.AppID)
+		fmt.Fprintln(w, "| limit (per-App fault) | healthy single-App ok/s before / after | pool ok/s | **pool / healthy** | p50 / p99 ms "+
 			"| client errors: window (warm-up) | mints by App | probes of "+lim.Name+": total, **per s**, per 1 s sample "+
 			"| limited App's calls by route | GET /rate_limit by App | load average after |")
 		fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|---|---|---|---|---|")
@@ -102,8 +105,9 @@ func writePoolsReport(w io.Writer, metaPath, poolsPath string) error {
 			for _, s := range p.ProbeSamples {
 				samples = append(samples, fmt.Sprintf("%.0f", s))
 			}
-			fmt.Fprintf(w, "| %s `%s` | %.0f | %.0f | **%s** | %.2f / %.2f | %d (%d) | %s | %d, **%.2f**, [%s] | %s | %s | %s |\n",
-				p.Limit, faultJSON(p.Fault), p.Healthy.PerSecond, p.Pool.PerSecond, ratio(p.Pool.PerSecond, p.Healthy.PerSecond),
+			fmt.Fprintf(w, "| %s `%s` | %.0f / %.0f | %.0f | **%s** | %.2f / %.2f | %d (%d) | %s | %d, **%.2f**, [%s] | %s | %s | %s |\n",
+				p.Limit, faultJSON(p.Fault), p.HealthyBefore.PerSecond, p.HealthyAfter.PerSecond, p.Pool.PerSecond,
+				ratio(p.Pool.PerSecond, p.healthyRate()),
 				p.Pool.P50Ms, p.Pool.P99Ms, p.Pool.Errors, p.WarmupErrors, counts(p.Pool.ByApp), p.Probes, p.ProbesPerSec,
 				strings.Join(samples, " "), counts(p.LimitedCalls), counts(p.RateLimitGets), p.Pool.LoadAvg)
 		}
@@ -115,14 +119,17 @@ func writePoolsReport(w io.Writer, metaPath, poolsPath string) error {
 			}
 			add(fmt.Sprintf("pool, %s limit: zero client errors", p.Limit),
 				fmt.Sprintf("%d in the window, %d in the warm-up", p.Pool.Errors, p.WarmupErrors), p.Pool.Errors+p.WarmupErrors == 0)
-			if p.Healthy.PerSecond > 0 {
+			if h := p.healthyRate(); h > 0 {
 				add(fmt.Sprintf("pool, %s limit: throughput ≥ %.1f of a healthy single-App mount's", p.Limit, targetPoolHealthy),
-					fmt.Sprintf("%s (%.0f vs %.0f/s)", ratio(p.Pool.PerSecond, p.Healthy.PerSecond), p.Pool.PerSecond,
-						p.Healthy.PerSecond), p.Pool.PerSecond >= targetPoolHealthy*p.Healthy.PerSecond)
+					fmt.Sprintf("%s (%.0f vs %.0f/s)", ratio(p.Pool.PerSecond, h), p.Pool.PerSecond, h),
+					p.Pool.PerSecond >= targetPoolHealthy*h)
 			}
+			// One probe a second allows ⌊T⌋+1 in a window of T seconds: one at its start and one after each second.
+			allowed := int(math.Floor(targetProbesPerSec*p.Pool.Seconds)) + 1
 			add(fmt.Sprintf("pool, %s limit: the limited App sees at most %.0f probe a second", p.Limit, targetProbesPerSec),
-				fmt.Sprintf("%.2f/s (%d in %.1f s; at most %.0f in a 1 s sample)", p.ProbesPerSec, p.Probes, p.Pool.Seconds,
-					slices.Max(append([]float64{0}, p.ProbeSamples...))), p.ProbesPerSec <= targetProbesPerSec)
+				fmt.Sprintf("%.2f/s (%d in %.1f s, at most %d allowed; at most %.0f in a 1 s sample)", p.ProbesPerSec,
+					p.Probes, p.Pool.Seconds, allowed, slices.Max(append([]float64{0}, p.ProbeSamples...))),
+				p.Probes <= allowed)
 		}
 		fmt.Fprintln(w)
 	}
