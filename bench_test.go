@@ -71,7 +71,16 @@ func (h *benchHarness) vaultCalls() int64 { return h.sys.calls.Load() + h.st.cal
 // benchEnv is a configured backend with the bench role. wrap, when set, wraps the plugin's HTTP transport.
 func benchEnv(b *testing.B, wrap func(http.RoundTripper) http.RoundTripper) *benchHarness {
 	b.Helper()
+	return benchEnvWith(b, nil, wrap)
+}
+
+// benchEnvWith is benchEnv on an emulator serving fixture, when not nil.
+func benchEnvWith(b *testing.B, fixture *fakegithub.Fixture, wrap func(http.RoundTripper) http.RoundTripper) *benchHarness {
+	b.Helper()
 	e := newTestEnv(b)
+	if fixture != nil {
+		e.gh, e.srv = newEmulator(b, *fixture)
+	}
 	h := &benchHarness{
 		testEnv: e,
 		sys:     &countingSystemView{StaticSystemView: e.sys},
@@ -398,4 +407,66 @@ func BenchmarkMintPatternWarm(b *testing.B) {
 	}
 	b.StopTimer()
 	h.report(b, from)
+}
+
+// poolBenchEnv is benchEnv on the pool fixture, with the bench role over three Apps (default, second, third), each
+// installed on acme, under app_selection=budget.
+func poolBenchEnv(b *testing.B) *benchHarness {
+	b.Helper()
+	f := poolFixture()
+	h := benchEnvWith(b, &f, nil)
+	for name, id := range map[string]int64{"second": poolApp2, "third": poolApp3} {
+		benchDo(b, h, logical.UpdateOperation, "apps/"+name, map[string]any{
+			"app_id": id, "private_key": testKeyPEM, "base_url": h.srv.URL,
+		})
+	}
+	benchDo(b, h, logical.UpdateOperation, "roles/"+benchRole, map[string]any{
+		"owner": "acme", "apps": "default,second,third", "app_selection": "budget", "repositories": "api,web",
+		"permissions": "contents=read,pull_requests=write", "ttl": "30m",
+	})
+	return h
+}
+
+// BenchmarkMintPool is BenchmarkMint from a role over three Apps (app_selection=budget): all healthy, and with the
+// second App limited by GitHub for the whole run (a primary and a secondary rate limit), which the engine passes
+// over without waiting. Against BenchmarkMint, it is what a pool adds to a mint; limited-calls/op is how often the
+// limited App was still called (its Gate lets a probe through once a second), apps-used the Apps that minted.
+func BenchmarkMintPool(b *testing.B) {
+	for _, bc := range []struct {
+		name   string
+		faults *fakegithub.Faults
+	}{
+		{"healthy", nil},
+		{"primary-limited", &fakegithub.Faults{PrimaryRateLimit: true, RateLimitReset: time.Hour}},
+		{"secondary-limited", &fakegithub.Faults{SecondaryRateLimit: http.StatusTooManyRequests, RetryAfter: 3600}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			h := poolBenchEnv(b)
+			if bc.faults != nil {
+				if err := h.gh.SetAppFaults(poolApp2, *bc.faults); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// A mint from each App outside the timer: every client built, every installation found, the limit seen.
+			for range 6 {
+				benchMint(b, h)
+			}
+			from, limitedFrom := h.counters(), h.gh.Stats().Apps[poolApp2].TotalCalls
+			used := map[string]bool{}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				resp := benchMint(b, h)
+				app, _ := resp.Data["app"].(string)
+				used[app] = true
+			}
+			b.StopTimer()
+			h.report(b, from)
+			b.ReportMetric(float64(h.gh.Stats().Apps[poolApp2].TotalCalls-limitedFrom)/float64(b.N), "limited-calls/op")
+			b.ReportMetric(float64(len(used)), "apps-used")
+			if bc.faults != nil && used["second"] {
+				b.Fatal("the limited App minted")
+			}
+		})
+	}
 }
