@@ -302,7 +302,7 @@ func TestPoolByBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1100 * time.Millisecond) // rate_limit_refresh
-	e.mintedBy()                         // starts the refresh
+	e.mintedBy()                        // starts the refresh
 	if now := e.waitForBudgets(); now["third"] >= now["second"] {
 		t.Fatalf("budgets %v after the third installation spent 4400", now)
 	}
