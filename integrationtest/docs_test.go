@@ -270,7 +270,8 @@ var docsRunElsewhere = map[string][]docClaim{
 	// docs/app-pools.md: Apps, roles over several Apps, a token and the budgets in status.
 	"vault write github/apps/ci-2 app_id=234567 client_id=Iv23liGhIjKl23456789 private_key=@ci-2.private-key.pem": {byPoolsPage},
 	"vault write github/apps/ci-3 app_id=345678 client_id=Iv23liMnOpQr34567890 private_key=@ci-3.private-key.pem": {byPoolsPage},
-	"vault list -detailed github/apps": {byPoolsPage},
+	"vault list -detailed github/apps":                   {byPoolsPage},
+	"vault read github/installations list=true app=ci-2": {byPoolsPage},
 	"vault write github/roles/builds owner=acme apps=default,ci-2,ci-3 repositories=api,web permissions=contents=read,pull_requests=write ttl=15m":       {byPoolsPage},
 	"vault write github/roles/checks owner=acme apps=default,ci-2 app_selection=ordered repositories=api permissions=checks=write,contents=read ttl=15m": {byPoolsPage},
 	"vault read github/token/builds":                      {byPoolsPage},
