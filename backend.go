@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -37,28 +38,35 @@ repositories and permissions a token may carry, then read "token/<role>" to mint
 the lease ends, the token is revoked at GitHub.
 `
 
-// backend is the secrets engine. The GitHub client is built from the stored config on first use and cached with its
-// connection pool, App JWT and installation IDs; it is replaced as a whole when the config changes, so a mint in
-// flight uses either the old config or the new one, never a mix.
+// backend is the secrets engine. It serves one or more GitHub Apps (path_apps.go; config is the App named
+// "default"). Each App's client is built from its stored config on first use and cached with its connection pool,
+// App JWT, installation IDs and its own view of GitHub; it is replaced as a whole when that App's config changes, so
+// a mint in flight uses either the old config or the new one, never a mix.
 type backend struct {
 	*framework.Backend
 
-	// configMu serialises config writes and deletes.
+	// configMu serialises App writes and deletes.
 	configMu sync.Mutex
-	// lock guards client and revokers. Mints take the read side; config changes the write side.
-	lock   sync.RWMutex
-	client *appClient
-	// revokers revoke tokens minted through other destinations than the config's: key-less clients built from
-	// the stored revocation targets, by destination name (revocation_target.go).
+	// lock guards apps and revokers. Mints take the read side; config changes the write side.
+	lock sync.RWMutex
+	apps map[string]*appClient
+	// revokers revoke tokens minted through other destinations than those of the Apps' clients: key-less clients
+	// built from the stored revocation targets, by destination name (revocation_target.go).
 	revokers map[string]*github.Client
+	// revokeGate is the view of GitHub of the revokers.
+	revokeGate *github.Gate
 	// destKey names destinations; read or created once (revocation_target.go).
 	destKeyMu sync.Mutex
 	destKey   []byte
-	// gate is the mount's view of GitHub (rate limits and outages per destination, calls in flight), shared by all
-	// its clients.
-	gate *github.Gate
 	// metrics is the mount's registry (path_metrics.go): one per mount, since one plugin process serves many.
 	metrics *metrics
+	// background bounds the work done off a request's path (budget refreshes); cancelled by Clean.
+	backgroundMu   sync.Mutex
+	background     context.Context
+	stopBackground context.CancelFunc
+	backgroundWG   sync.WaitGroup
+	// turn takes Apps of equal rank in turn (app_pool.go).
+	turn atomic.Uint64
 
 	roles *roleStore
 	now   func() time.Time
@@ -68,12 +76,18 @@ type backend struct {
 	clientOptions func(*github.Options)
 }
 
-// appClient is the GitHub client of one stored config and what was learned through it. Nothing learned with one
-// config's client is used with another's.
+// appClient is the GitHub client of one stored App config and what was learned through it. Nothing learned with
+// one config's client is used with another's.
 type appClient struct {
 	*github.Client
+	// name is the App's name on the mount, appID its ID at GitHub (0 when neither written nor learned yet).
+	name  string
+	appID int64
+	// gate is the App's own view of GitHub: rate limits, outages, calls in flight.
+	gate          *github.Gate
 	installations *installationCache
 	repositories  *repositoryCache
+	budgets       *budgetBook
 	// destination names how the client reaches GitHub (base URL, CA bundle, proxy); its leases record it, and are
 	// revoked through it.
 	destination string
@@ -93,28 +107,32 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 
 func newBackend() *backend {
 	b := &backend{
+		apps:     map[string]*appClient{},
 		revokers: map[string]*github.Client{},
 		roles:    newRoleStore(),
 		now:      time.Now,
 
 		pkcs11Libraries: signer.ParseLibraries(os.Getenv(signer.LibrariesEnv)),
 	}
-	b.gate = github.NewGate(github.DefaultMaxConcurrent, b.now)
-	b.metrics = newMetrics(b.gate)
+	b.background, b.stopBackground = context.WithCancel(context.Background())
+	b.metrics = newMetrics(b.appViews)
+	b.revokeGate = github.NewGate(github.DefaultMaxConcurrent, b.now)
+	b.revokeGate.Observe(b.metrics.observer(revocationAppLabel, ""))
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
-			SealWrapStorage: []string{configStoragePath, revocationTargetPrefix},
+			SealWrapStorage: []string{configStoragePath, appStoragePrefix, revocationTargetPrefix},
 		},
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b)},
+			pathApps(b),
 			pathRoles(b),
 			[]*framework.Path{pathToken(b), pathInstallations(b), pathStatus(b), pathMetrics(b)},
 		),
 		Secrets:        []*framework.Secret{secretToken(b)},
 		Invalidate:     b.invalidate,
-		Clean:          func(context.Context) { b.reset() },
+		Clean:          b.clean,
 		RunningVersion: Version,
 	}
 	return b
@@ -124,7 +142,9 @@ func newBackend() *backend {
 func (b *backend) invalidate(_ context.Context, key string) {
 	switch {
 	case key == configStoragePath:
-		b.reset()
+		b.reset(defaultAppName)
+	case strings.HasPrefix(key, appStoragePrefix):
+		b.reset(strings.TrimPrefix(key, appStoragePrefix))
 	case strings.HasPrefix(key, revocationTargetPrefix):
 		// Targets are written once; a change here is a target or key appearing, or storage restored.
 		b.lock.Lock()
@@ -143,22 +163,36 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	}
 }
 
-// reset forgets the client built from the config, and with it the JWT and installation IDs learned through it, and
-// what the mount's Gate learned of GitHub (the config may now name another GitHub or App).
-func (b *backend) reset() {
+// clean stops the background work and releases every client, when Vault unmounts or reloads the plugin.
+func (b *backend) clean(context.Context) {
+	b.backgroundMu.Lock()
+	b.stopBackground()
+	b.backgroundMu.Unlock()
+	b.backgroundWG.Wait()
 	b.lock.Lock()
 	defer b.lock.Unlock()
-	b.resetLocked()
+	for name := range b.apps {
+		b.resetLocked(name)
+	}
 }
 
-func (b *backend) resetLocked() {
-	if b.client != nil {
-		b.client.CloseIdleConnections()
-		if s := b.client.Signer(); s != nil {
-			// A KMS or HSM signer was opened for this client alone (getClient).
-			s.Close()
-		}
+// reset forgets the client built from an App's config, and with it the JWT, installation IDs and view of GitHub
+// learned through it (the config may now name another GitHub or App).
+func (b *backend) reset(name string) {
+	b.lock.Lock()
+	defer b.lock.Unlock()
+	b.resetLocked(name)
+}
+
+func (b *backend) resetLocked(name string) {
+	c := b.apps[name]
+	if c == nil {
+		return
 	}
-	b.client = nil
-	b.gate.Forget()
+	c.CloseIdleConnections()
+	if s := c.Signer(); s != nil {
+		// A KMS or HSM signer was opened for this client alone (appClientFor).
+		s.Close()
+	}
+	delete(b.apps, name)
 }

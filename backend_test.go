@@ -25,8 +25,8 @@ func TestBackendVersionAndPaths(t *testing.T) {
 	if e.b.Type() != logical.TypeLogical {
 		t.Fatalf("backend type %v", e.b.Type())
 	}
-	if got := e.b.SpecialPaths().SealWrapStorage; !slices.Equal(got, []string{"config", "revocation/"}) {
-		t.Fatalf("SealWrapStorage = %v, want [config revocation/]", got)
+	if got := e.b.SpecialPaths().SealWrapStorage; !slices.Equal(got, []string{"config", "apps/", "revocation/"}) {
+		t.Fatalf("SealWrapStorage = %v, want [config apps/ revocation/]", got)
 	}
 	for _, p := range e.b.Paths {
 		if p.HelpSynopsis == "" || p.HelpDescription == "" {
@@ -53,7 +53,7 @@ func TestInvalidateConfigDropsClient(t *testing.T) {
 	e.configure(nil)
 	e.role("ci", map[string]any{"owner": "acme"})
 	e.mint("ci")
-	if e.b.client == nil {
+	if e.b.cachedDefault() == nil {
 		t.Fatal("no cached client after a mint")
 	}
 
@@ -70,7 +70,7 @@ func TestInvalidateConfigDropsClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.b.InvalidateKey(t.Context(), configStoragePath)
-	if e.b.client != nil {
+	if e.b.cachedDefault() != nil {
 		t.Fatal("Invalidate kept the client")
 	}
 	resp := e.mint("ci")

@@ -6,6 +6,7 @@ package githubapp
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -13,13 +14,13 @@ import (
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/signer"
 )
 
-// The way from a stored config to a GitHub client: one client per config, built on first use and replaced as a
-// whole when the config changes (backend.reset).
+// The way from a stored App config to a GitHub client: one client per App, built on first use and replaced as a
+// whole when the App's config changes (backend.reset).
 
-// getClient returns the client for the stored config, building it on first use; nil when no config is stored.
-func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient, error) {
+// appClientFor returns the client of the named App, building it on first use; nil when the App is not configured.
+func (b *backend) appClientFor(ctx context.Context, s logical.Storage, name string) (*appClient, error) {
 	b.lock.RLock()
-	c := b.client
+	c := b.apps[name]
 	b.lock.RUnlock()
 	if c != nil {
 		return c, nil
@@ -27,10 +28,10 @@ func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient,
 
 	b.lock.Lock()
 	defer b.lock.Unlock()
-	if b.client != nil {
-		return b.client, nil
+	if c := b.apps[name]; c != nil {
+		return c, nil
 	}
-	cfg, err := getConfig(ctx, s)
+	cfg, err := getAppConfig(ctx, s, name)
 	if err != nil || cfg == nil {
 		return nil, err
 	}
@@ -45,7 +46,7 @@ func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient,
 	sg, err := b.openSigner(ctx, cfg)
 	if err != nil {
 		b.metrics.signerFailed(cfg.signerKind(), err)
-		if f := signerFailure(err, "opening the config's signer"); f != nil {
+		if f := signerFailure(err, fmt.Sprintf("opening the signer of App %q", name)); f != nil {
 			return nil, f
 		}
 		return nil, err
@@ -53,23 +54,40 @@ func (b *backend) getClient(ctx context.Context, s logical.Storage) (*appClient,
 	if sg != nil {
 		cfg.signer = observedSigner{Signer: sg, m: b.metrics}
 	}
-	gh, err := b.newClient(cfg, b.gate)
+	gate := github.NewGate(cfg.MaxConcurrentRequests, b.now)
+	gate.Observe(b.metrics.observer(name, cfg.signerKind()))
+	gh, err := b.newClient(cfg, gate)
 	if err != nil {
 		if sg != nil {
 			sg.Close()
 		}
 		return nil, err
 	}
-	b.metrics.setSignerKind(cfg.signerKind())
-	b.gate.SetCapacity(cfg.MaxConcurrentRequests)
-	b.client = &appClient{
+	c = &appClient{
 		Client:        gh,
+		name:          name,
+		appID:         cfg.AppID,
+		gate:          gate,
 		installations: newInstallationCache(),
 		repositories:  newRepositoryCache(cfg.repositoryListTTL()),
+		budgets:       newBudgetBook(cfg.rateLimitRefresh()),
 		destination:   dest,
 		bot:           newBotIdentityCache(cfg, b.Logger()),
 	}
-	return b.client, nil
+	b.apps[name] = c
+	return c, nil
+}
+
+// defaultClient is the client of the App named default, the one config writes.
+func (b *backend) defaultClient(ctx context.Context, s logical.Storage) (*appClient, error) {
+	return b.appClientFor(ctx, s, defaultAppName)
+}
+
+// cachedClients returns the clients built so far, by App name.
+func (b *backend) cachedClients() map[string]*appClient {
+	b.lock.RLock()
+	defer b.lock.RUnlock()
+	return maps.Clone(b.apps)
 }
 
 // newClient builds a GitHub client from a config. gate is the mount's, or nil for a client of its own (the

@@ -694,3 +694,10 @@ func parseProxyAuth(header string) (user, pass string, ok bool) {
 	r := &http.Request{Header: http.Header{"Authorization": {header}}}
 	return r.BasicAuth()
 }
+
+// cachedDefault is the default App's client as built so far; nil when none is.
+func (b *backend) cachedDefault() *appClient {
+	b.lock.RLock()
+	defer b.lock.RUnlock()
+	return b.apps[defaultAppName]
+}

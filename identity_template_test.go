@@ -250,6 +250,7 @@ func TestTemplateWriteWarningsAndReadBack(t *testing.T) {
 		"repositories":   []string{tplRepository, "infra", "{{ identity.entity.name }}"},
 		"repository_ids": []any{int64(3003), tplRepoID}, "repository_patterns": []string{},
 		"permissions": map[string]string{"contents": "read"}, "ttl": int64(0),
+		"apps": []string{"default"}, "app_selection": "budget",
 	}
 	if !reflect.DeepEqual(resp.Data, want) {
 		t.Fatalf("role read:\n got %#v\nwant %#v", resp.Data, want)

@@ -30,19 +30,6 @@ type mint struct {
 	role     *role
 }
 
-// mintToken asks GitHub for a token, checks that GitHub granted no more than asked, and wraps it in a lease.
-func (b *backend) mintToken(ctx context.Context, s logical.Storage, roleName string, r *role, tr tokenRequest) (*logical.Response, error) {
-	c, err := b.getClient(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	if c == nil {
-		return logical.ErrorResponse("the engine is not configured: write the App's ID and private key to config first"), nil
-	}
-	m := &mint{b: b, s: s, c: c, roleName: roleName, role: r}
-	return m.token(ctx, tr)
-}
-
 // token mints the token a request asks for.
 func (m *mint) token(ctx context.Context, tr tokenRequest) (*logical.Response, error) {
 	in, err := m.installation(ctx, len(tr.Repositories) > 0 || len(tr.patterns) > 0)
@@ -77,7 +64,7 @@ func (m *mint) token(ctx context.Context, tr tokenRequest) (*logical.Response, e
 		resp.AddWarning(unstated)
 	}
 	m.b.addBotIdentity(ctx, m.c, tok.Token, resp)
-	if rl := m.c.Gate().RateLimit(); rl.Low() {
+	if rl := m.c.gate.RateLimit(); rl.Low() {
 		resp.AddWarning(fmt.Sprintf("GitHub's rate limit for the App is low: %d of %d requests left until %s",
 			rl.Remaining, rl.Limit, rl.Reset.UTC().Format(time.RFC3339)))
 	}
@@ -325,11 +312,14 @@ func (m *mint) leaseResponse(installationID int64, tok *github.Token, asked time
 		"repositories":         repos,
 		"role":                 m.roleName,
 		"hashed_token":         hashToken(tok.Token),
+		"app":                  m.c.name,
+		"app_id":               m.c.appID,
 	}, map[string]any{
 		"token":           tok.Token,
 		"base_url":        m.c.BaseURL(),
 		"installation_id": installationID,
 		"role":            m.roleName,
+		"app":             m.c.name,
 		"expires_at":      tok.ExpiresAt.UTC().Format(time.RFC3339),
 	})
 	resp.Secret.TTL = ttl

@@ -62,6 +62,9 @@ type githubConfig struct {
 	// RepositoryListTTL is how long an installation's repository list is used (repository_cache.go); 0 means
 	// defaultRepositoryListTTL.
 	RepositoryListTTL time.Duration `json:"repository_list_ttl,omitempty"`
+	// RateLimitRefresh is how often, at most, an installation's budget is read (installation_budget.go); 0 means
+	// defaultRateLimitRefresh.
+	RateLimitRefresh time.Duration `json:"rate_limit_refresh,omitempty"`
 
 	// Signer is what signs the App JWT (signer_config.go): "" or key (PrivateKey), awskms or pkcs11.
 	Signer             string `json:"signer,omitempty"`
@@ -111,104 +114,119 @@ signer and kms_*, aws_* and pkcs11_* fields.
 `
 )
 
+// appFields are the fields of an App's config, at config and at apps/<name>.
+func appFields() map[string]*framework.FieldSchema {
+	fields := map[string]*framework.FieldSchema{
+		"app_id": {
+			Type:        framework.TypeInt64,
+			Description: "The App's numeric ID, shown on the App's settings page. At least one of app_id and client_id is required.",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "App ID",
+			},
+		},
+		"client_id": {
+			Type:        framework.TypeString,
+			Description: "The App's client ID (Iv1.… or Iv23…). When set, it is the JWT issuer, as GitHub recommends; otherwise app_id is.",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "Client ID",
+			},
+		},
+		"private_key": {
+			Type:        framework.TypeString,
+			Description: "The App's RSA private key in PEM, PKCS#1 (RSA PRIVATE KEY) or PKCS#8 (PRIVATE KEY). It is write-only: it is never returned or logged.",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name:      "Private key",
+				Sensitive: true,
+			},
+		},
+		"base_url": {
+			Type:        framework.TypeString,
+			Default:     github.DefaultBaseURL,
+			Description: "The GitHub API's base URL: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server. A trailing slash is optional. Only https:// is accepted, except on a loopback host or with allow_insecure_http. Changing it requires private_key in the same write (with signer=awskms, aws_secret_access_key; with signer=pkcs11, pkcs11_pin).",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "Base URL",
+			},
+		},
+		"allow_insecure_http": {
+			Type:        framework.TypeBool,
+			Description: "Whether to accept an http:// base_url on a host other than a loopback address. The App JWT and every token then travel in cleartext; use it only on a network you trust.",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "Allow insecure HTTP",
+			},
+		},
+		"ca_certificate": {
+			Type:        framework.TypeString,
+			Description: "A PEM bundle of CA certificates to trust for TLS to GitHub, for GitHub Enterprise Server behind a private CA. When set, only these CAs are trusted. Changing it requires private_key in the same write (with signer=awskms, aws_secret_access_key; with signer=pkcs11, pkcs11_pin).",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "CA certificate",
+			},
+		},
+		"proxy_url": {
+			Type:        framework.TypeString,
+			Description: "An HTTP(S) proxy for calls to GitHub. When unset, the standard proxy environment variables of the Vault server apply. Changing it requires private_key in the same write (with signer=awskms, aws_secret_access_key; with signer=pkcs11, pkcs11_pin).",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "Proxy URL",
+			},
+		},
+		"request_timeout": {
+			Type:        framework.TypeDurationSecond,
+			Default:     int(github.DefaultRequestTimeout.Seconds()),
+			Description: "How long one attempt of a call to GitHub may take before it is abandoned and retried, from 1s to 5m.",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "Request timeout",
+			},
+		},
+		"max_concurrent_requests": {
+			Type:        framework.TypeInt,
+			Default:     github.DefaultMaxConcurrent,
+			Description: "The most calls to GitHub this mount has in flight at once (mints, lookups and revocations together), from 1 to 100. Further calls wait in arrival order, no longer than their request's deadline. GitHub allows an App 100 concurrent requests, shared with its other users.",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "Max concurrent requests",
+			},
+		},
+		"noreply_domain": {
+			Type:        framework.TypeString,
+			Description: "The domain of the App's commit email in token responses (commit_email, <bot_user_id>+<slug>[bot]@<noreply_domain>). Leave it empty for GitHub's: users.noreply.github.com on github.com, users.noreply.SUBDOMAIN.ghe.com on GHE.com, users.noreply.HOST on GitHub Enterprise Server. Set it when your GitHub Enterprise Server uses another no-reply domain.",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "No-reply domain",
+			},
+		},
+		"repository_list_ttl": {
+			Type:        framework.TypeDurationSecond,
+			Default:     int(defaultRepositoryListTTL.Seconds()),
+			Description: "How long the engine uses an installation's repository list (read from GitHub for roles with repository_patterns, and to hold token writes on roles without a repository limit to GitHub's spelling) before reading it again, at least 1s. A repository created at GitHub is covered by matching patterns after at most this long.",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "Repository list TTL",
+			},
+		},
+		"rate_limit_refresh": {
+			Type:        framework.TypeDurationSecond,
+			Default:     int(defaultRateLimitRefresh.Seconds()),
+			Description: "How often, at most, the engine reads the rate limit left to each of the App's installations (GET /rate_limit, which GitHub does not count), for roles with several Apps that pick by budget; at least 1s. It is read in the background with a token the engine minted, never on a mint's path.",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "Rate limit refresh",
+			},
+		},
+		"verify": {
+			Type:        framework.TypeBool,
+			Default:     true,
+			Description: "Whether to call GitHub (GET /app) with the new settings before saving them. When GitHub refuses them, nothing is saved.",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "Verify",
+			},
+		},
+	}
+	maps.Copy(fields, signerFields())
+	return fields
+}
+
 func pathConfig(b *backend) *framework.Path {
 	p := &framework.Path{
 		Pattern: "config",
 		DisplayAttrs: &framework.DisplayAttributes{
 			OperationPrefix: operationPrefix,
 		},
-		Fields: map[string]*framework.FieldSchema{
-			"app_id": {
-				Type:        framework.TypeInt64,
-				Description: "The App's numeric ID, shown on the App's settings page. At least one of app_id and client_id is required.",
-				DisplayAttrs: &framework.DisplayAttributes{
-					Name: "App ID",
-				},
-			},
-			"client_id": {
-				Type:        framework.TypeString,
-				Description: "The App's client ID (Iv1.… or Iv23…). When set, it is the JWT issuer, as GitHub recommends; otherwise app_id is.",
-				DisplayAttrs: &framework.DisplayAttributes{
-					Name: "Client ID",
-				},
-			},
-			"private_key": {
-				Type:        framework.TypeString,
-				Description: "The App's RSA private key in PEM, PKCS#1 (RSA PRIVATE KEY) or PKCS#8 (PRIVATE KEY). It is write-only: it is never returned or logged.",
-				DisplayAttrs: &framework.DisplayAttributes{
-					Name:      "Private key",
-					Sensitive: true,
-				},
-			},
-			"base_url": {
-				Type:        framework.TypeString,
-				Default:     github.DefaultBaseURL,
-				Description: "The GitHub API's base URL: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server. A trailing slash is optional. Only https:// is accepted, except on a loopback host or with allow_insecure_http. Changing it requires private_key in the same write (with signer=awskms, aws_secret_access_key; with signer=pkcs11, pkcs11_pin).",
-				DisplayAttrs: &framework.DisplayAttributes{
-					Name: "Base URL",
-				},
-			},
-			"allow_insecure_http": {
-				Type:        framework.TypeBool,
-				Description: "Whether to accept an http:// base_url on a host other than a loopback address. The App JWT and every token then travel in cleartext; use it only on a network you trust.",
-				DisplayAttrs: &framework.DisplayAttributes{
-					Name: "Allow insecure HTTP",
-				},
-			},
-			"ca_certificate": {
-				Type:        framework.TypeString,
-				Description: "A PEM bundle of CA certificates to trust for TLS to GitHub, for GitHub Enterprise Server behind a private CA. When set, only these CAs are trusted. Changing it requires private_key in the same write (with signer=awskms, aws_secret_access_key; with signer=pkcs11, pkcs11_pin).",
-				DisplayAttrs: &framework.DisplayAttributes{
-					Name: "CA certificate",
-				},
-			},
-			"proxy_url": {
-				Type:        framework.TypeString,
-				Description: "An HTTP(S) proxy for calls to GitHub. When unset, the standard proxy environment variables of the Vault server apply. Changing it requires private_key in the same write (with signer=awskms, aws_secret_access_key; with signer=pkcs11, pkcs11_pin).",
-				DisplayAttrs: &framework.DisplayAttributes{
-					Name: "Proxy URL",
-				},
-			},
-			"request_timeout": {
-				Type:        framework.TypeDurationSecond,
-				Default:     int(github.DefaultRequestTimeout.Seconds()),
-				Description: "How long one attempt of a call to GitHub may take before it is abandoned and retried, from 1s to 5m.",
-				DisplayAttrs: &framework.DisplayAttributes{
-					Name: "Request timeout",
-				},
-			},
-			"max_concurrent_requests": {
-				Type:        framework.TypeInt,
-				Default:     github.DefaultMaxConcurrent,
-				Description: "The most calls to GitHub this mount has in flight at once (mints, lookups and revocations together), from 1 to 100. Further calls wait in arrival order, no longer than their request's deadline. GitHub allows an App 100 concurrent requests, shared with its other users.",
-				DisplayAttrs: &framework.DisplayAttributes{
-					Name: "Max concurrent requests",
-				},
-			},
-			"noreply_domain": {
-				Type:        framework.TypeString,
-				Description: "The domain of the App's commit email in token responses (commit_email, <bot_user_id>+<slug>[bot]@<noreply_domain>). Leave it empty for GitHub's: users.noreply.github.com on github.com, users.noreply.SUBDOMAIN.ghe.com on GHE.com, users.noreply.HOST on GitHub Enterprise Server. Set it when your GitHub Enterprise Server uses another no-reply domain.",
-				DisplayAttrs: &framework.DisplayAttributes{
-					Name: "No-reply domain",
-				},
-			},
-			"repository_list_ttl": {
-				Type:        framework.TypeDurationSecond,
-				Default:     int(defaultRepositoryListTTL.Seconds()),
-				Description: "How long the engine uses an installation's repository list (read from GitHub for roles with repository_patterns, and to hold token writes on roles without a repository limit to GitHub's spelling) before reading it again, at least 1s. A repository created at GitHub is covered by matching patterns after at most this long.",
-				DisplayAttrs: &framework.DisplayAttributes{
-					Name: "Repository list TTL",
-				},
-			},
-			"verify": {
-				Type:        framework.TypeBool,
-				Default:     true,
-				Description: "Whether to call GitHub (GET /app) with the new settings before saving them. When GitHub refuses them, nothing is saved.",
-				DisplayAttrs: &framework.DisplayAttributes{
-					Name: "Verify",
-				},
-			},
-		},
+		Fields:         appFields(),
 		ExistenceCheck: b.pathConfigExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
@@ -243,7 +261,6 @@ func pathConfig(b *backend) *framework.Path {
 		HelpSynopsis:    pathConfigHelpSynopsis,
 		HelpDescription: strings.TrimSpace(pathConfigHelpDescription),
 	}
-	maps.Copy(p.Fields, signerFields())
 	return p
 }
 
@@ -253,7 +270,20 @@ func (b *backend) pathConfigExists(ctx context.Context, req *logical.Request, _ 
 }
 
 func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	cfg, err := getConfig(ctx, req.Storage)
+	return b.readApp(ctx, req.Storage, defaultAppName)
+}
+
+func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	return b.writeApp(ctx, req.Storage, defaultAppName, d)
+}
+
+func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	return b.deleteApp(ctx, req.Storage, defaultAppName)
+}
+
+// readApp answers a read of an App's config: every field but its secrets; nil when the App is not configured.
+func (b *backend) readApp(ctx context.Context, s logical.Storage, name string) (*logical.Response, error) {
+	cfg, err := getAppConfig(ctx, s, name)
 	if err != nil || cfg == nil {
 		return nil, err
 	}
@@ -271,18 +301,20 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"app_name":                cfg.AppName,
 		"noreply_domain":          cfg.NoreplyDomain,
 		"repository_list_ttl":     int64(cfg.repositoryListTTL().Seconds()),
+		"rate_limit_refresh":      int64(cfg.rateLimitRefresh().Seconds()),
 	}
 	maps.Copy(data, cfg.signerReadData())
 	return &logical.Response{Data: data}, nil
 }
 
-func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	// Config writes are serialised so that two partial updates cannot lose each other's fields. Mints go on
-	// with the old client meanwhile, even while GitHub is asked about the new config.
+// writeApp creates or updates an App's config from the fields a write gave.
+func (b *backend) writeApp(ctx context.Context, s logical.Storage, name string, d *framework.FieldData) (*logical.Response, error) {
+	// App writes are serialised so that two partial updates cannot lose each other's fields. Mints go on with the
+	// old client meanwhile, even while GitHub is asked about the new config.
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
 
-	old, err := getConfig(ctx, req.Storage)
+	old, err := getAppConfig(ctx, s, name)
 	if err != nil {
 		return nil, err
 	}
@@ -336,7 +368,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		resp.AddWarning("verify=false: the config was saved without asking GitHub whether it accepts it")
 	}
 
-	if err := b.storeConfig(ctx, req.Storage, cfg); err != nil {
+	if err := b.storeApp(ctx, s, name, cfg); err != nil {
 		return nil, err
 	}
 	if len(resp.Warnings) == 0 {
@@ -371,36 +403,50 @@ func (b *backend) verify(ctx context.Context, cfg *githubConfig) string {
 	return ""
 }
 
-// storeConfig saves a config with its revocation target and replaces the client. The target is written first: an
-// extra target is harmless, a config whose tokens could not be revoked after a restart is not.
-func (b *backend) storeConfig(ctx context.Context, s logical.Storage, cfg *githubConfig) error {
+// storeApp saves an App's config with its revocation target and replaces the App's client. The target is written
+// first: an extra target is harmless, a config whose tokens could not be revoked after a restart is not.
+func (b *backend) storeApp(ctx context.Context, s logical.Storage, name string, cfg *githubConfig) error {
 	if err := b.putRevocationTarget(ctx, s, cfg); err != nil {
 		return err
 	}
-	entry, err := logical.StorageEntryJSON(configStoragePath, cfg)
+	entry, err := logical.StorageEntryJSON(appStoragePath(name), cfg)
 	if err != nil {
-		return fmt.Errorf("encoding config: %w", err)
+		return fmt.Errorf("encoding the config of App %q: %w", name, err)
 	}
 	b.lock.Lock()
 	defer b.lock.Unlock()
 	err = s.Put(ctx, entry)
-	b.resetLocked()
+	b.resetLocked(name)
 	if err != nil {
-		return fmt.Errorf("storing config: %w", err)
+		return fmt.Errorf("storing the config of App %q: %w", name, err)
 	}
 	return nil
 }
 
-func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+// deleteApp removes an App's config. Its leases can still be revoked (revocation_target.go); roles that name it skip
+// it, and a warning names them.
+func (b *backend) deleteApp(ctx context.Context, s logical.Storage, name string) (*logical.Response, error) {
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
 	b.lock.Lock()
-	defer b.lock.Unlock()
-	if err := req.Storage.Delete(ctx, configStoragePath); err != nil {
-		return nil, fmt.Errorf("deleting config: %w", err)
+	err := s.Delete(ctx, appStoragePath(name))
+	b.resetLocked(name)
+	b.lock.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("deleting the config of App %q: %w", name, err)
 	}
-	b.resetLocked()
-	return nil, nil
+	b.metrics.forgetApp(name)
+	naming, err := b.rolesNaming(ctx, s, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(naming) == 0 {
+		return nil, nil
+	}
+	resp := &logical.Response{}
+	resp.AddWarning(fmt.Sprintf("App %q is deleted; %s still name it and mint from their other Apps, if any, until "+
+		"they are written without it", name, listRoles(naming)))
+	return resp, nil
 }
 
 // applyConfigFields copies the fields given in a write onto cfg and validates the result. It returns one message
@@ -496,7 +542,19 @@ func applyConfigFields(cfg *githubConfig, d *framework.FieldData) []string {
 		}
 		cfg.RepositoryListTTL = t
 	}
+	if v, ok := d.GetOk("rate_limit_refresh"); ok {
+		t := time.Duration(v.(int)) * time.Second
+		if t < time.Second {
+			problems = append(problems, fmt.Sprintf("rate_limit_refresh %s is too short: expected at least 1s, such as 60s", t))
+		}
+		cfg.RateLimitRefresh = t
+	}
 	return problems
+}
+
+// rateLimitRefresh is how often, at most, an installation's budget is read.
+func (c *githubConfig) rateLimitRefresh() time.Duration {
+	return cmp.Or(c.RateLimitRefresh, defaultRateLimitRefresh)
 }
 
 // repositoryListTTL is how long an installation's repository list is used.
@@ -599,18 +657,23 @@ func given(d *framework.FieldData, name string) bool {
 	return ok
 }
 
-// getConfig reads the stored config; nil when there is none.
+// getConfig reads the stored config of the default App; nil when there is none.
 func getConfig(ctx context.Context, s logical.Storage) (*githubConfig, error) {
-	entry, err := s.Get(ctx, configStoragePath)
+	return getAppConfig(ctx, s, defaultAppName)
+}
+
+// getAppConfig reads an App's stored config; nil when there is none.
+func getAppConfig(ctx context.Context, s logical.Storage, name string) (*githubConfig, error) {
+	entry, err := s.Get(ctx, appStoragePath(name))
 	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
+		return nil, fmt.Errorf("reading the config of App %q: %w", name, err)
 	}
 	if entry == nil {
 		return nil, nil
 	}
 	var cfg githubConfig
 	if err := entry.DecodeJSON(&cfg); err != nil {
-		return nil, fmt.Errorf("decoding config: %w", err)
+		return nil, fmt.Errorf("decoding the config of App %q: %w", name, err)
 	}
 	return &cfg, nil
 }

@@ -37,7 +37,7 @@ func TestConfigLifecycle(t *testing.T) {
 		"app_id": int64(testAppID), "client_id": testClientID, "base_url": e.srv.URL, "allow_insecure_http": false, "ca_certificate": "",
 		"proxy_url": "", "request_timeout": int64(7), "max_concurrent_requests": 32, "app_slug": "vault-test", "app_name": "Vault Test",
 		"private_key_fingerprint": resp.Data["private_key_fingerprint"], "noreply_domain": "", "signer": "key",
-		"repository_list_ttl": int64(300),
+		"repository_list_ttl": int64(300), "rate_limit_refresh": int64(60),
 	}
 	if !reflect.DeepEqual(resp.Data, want) {
 		t.Fatalf("config read:\n got %#v\nwant %#v", resp.Data, want)

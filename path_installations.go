@@ -17,9 +17,10 @@ import (
 const (
 	pathInstallationsHelpSynopsis    = "List the App's installations."
 	pathInstallationsHelpDescription = `
-Lists every installation of the configured App, keyed by the login of the account it is installed on, with its
-installation_id, account_type, repository_selection and whether it is suspended. Use it to find what to put in a
-role's installation_id or owner.
+Lists every installation of an App (the App of config, or app=<name> for another), keyed by the login of the account
+it is installed on, with its installation_id, account_type, repository_selection and whether it is suspended. Use it
+to find what to put in a role's installation_id or owner, and to check that every App of a pool is installed on the
+role's owner.
 `
 )
 
@@ -29,6 +30,14 @@ func pathInstallations(b *backend) *framework.Path {
 		DisplayAttrs: &framework.DisplayAttributes{
 			OperationPrefix: operationPrefix,
 			OperationSuffix: "installations",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"app": {
+				Type:        framework.TypeString,
+				Default:     defaultAppName,
+				Description: "The name of the App whose installations to list; default is the App of config.",
+				Query:       true,
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ListOperation: &framework.PathOperation{
@@ -43,17 +52,21 @@ func pathInstallations(b *backend) *framework.Path {
 	}
 }
 
-func (b *backend) pathInstallationsList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	client, err := b.getClient(ctx, req.Storage)
+func (b *backend) pathInstallationsList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	app := d.Get("app").(string)
+	if problem := checkAppName(app); problem != "" {
+		return logical.ErrorResponse("app: " + problem), nil
+	}
+	client, err := b.appClientFor(ctx, req.Storage, app)
 	if err != nil {
 		return nil, err
 	}
 	if client == nil {
-		return logical.ErrorResponse("the engine is not configured: write the App's ID and private key to config first"), nil
+		return logical.ErrorResponse(notConfigured(app)), nil
 	}
 	list, complete, err := client.Installations(ctx)
 	if err != nil {
-		return nil, githubError(err, opList, "listing the App's installations", adviceArgs{})
+		return nil, githubError(err, opList, fmt.Sprintf("listing the installations of App %q", app), adviceArgs{})
 	}
 	keys := make([]string, 0, len(list))
 	info := make(map[string]any, len(list))

@@ -43,6 +43,12 @@ type role struct {
 	// RepositoryIDTemplates are the templated entries of repository_ids; literal IDs stay in RepositoryIDs.
 	RepositoryIDTemplates []string `json:"repository_id_templates,omitempty"`
 
+	// Apps names the Apps tokens may come from (path_apps.go); empty means the default App alone. AppSelection says
+	// how one is picked when there are several (app_pool.go): appSelectionBudget (also when empty) or
+	// appSelectionOrdered.
+	Apps         []string `json:"apps,omitempty"`
+	AppSelection string   `json:"app_selection,omitempty"`
+
 	// ownerFromTemplate marks a role rendered for one request whose owner came from a template: it names no one
 	// account to pin. Never stored.
 	ownerFromTemplate bool
@@ -141,6 +147,20 @@ func roleFields() map[string]*framework.FieldSchema {
 				Name: "Templated",
 			},
 		},
+		"apps": {
+			Type:        framework.TypeCommaStringSlice,
+			Description: "The names of the Apps (apps/<name>; config is the App named default) that tokens of this role may come from, at most 32. Defaults to default alone. With more than one, the role must name its installations by owner: each App has its own installation on that owner. Every App named must exist when the role is written.",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "Apps",
+			},
+		},
+		"app_selection": {
+			Type:        framework.TypeString,
+			Description: "How a role with several Apps picks the App that mints: budget (the default) takes the App whose installation on the owner has the most requests left in its rate-limit window, as last seen; ordered takes the first App of apps that can serve, for work that must stay on one App while it is healthy. Either way an App that GitHub has limited, that is failing, that is not configured or not installed on the owner is passed over.",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Name: "App selection",
+			},
+		},
 		"ttl": {
 			Type:        framework.TypeDurationSecond,
 			Description: "The lease TTL of tokens minted for this role. Defaults to the mount's default lease TTL, and is always capped to the token's remaining lifetime (one hour) and the mount's max TTL. A shorter TTL revokes the token at GitHub when the lease ends.",
@@ -234,11 +254,23 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	var resp *logical.Response
+	var failure error
 	err := b.roles.update(ctx, req.Storage, name, func(r *role) *role {
 		if r == nil {
 			r = &role{}
 		}
 		p := applyRoleFields(r, d)
+		if p.empty() && given(d, "apps") {
+			missing, err := missingApps(ctx, req.Storage, r.appNames())
+			if err != nil {
+				resp, failure = nil, err
+				return nil
+			}
+			for _, app := range missing {
+				p.reject(fmt.Sprintf("apps names App %q, which does not exist: write apps/%s (or config, for "+
+					"default) first, or leave it out", app, app))
+			}
+		}
 		if !p.empty() {
 			resp = logical.ErrorResponse("role %q: %s", name, joinItems(p.malformed))
 			return nil
@@ -249,7 +281,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
-	return resp, nil
+	return resp, failure
 }
 
 // roleWarnings answers a role write that is stored: the warnings of its fields, then those of the role as a whole;
@@ -290,6 +322,7 @@ func applyRoleFields(r *role, d *framework.FieldData) problems {
 	if v, ok := d.GetOk("templated"); ok {
 		r.Templated = v.(bool)
 	}
+	applyApps(r, d, &p)
 	applyBinding(r, d, &p)
 	if !applyRepositories(r, d, &p) {
 		return p
@@ -350,7 +383,78 @@ func applyBinding(r *role, d *framework.FieldData, p *problems) {
 		p.reject(fmt.Sprintf("owner %q is invalid: expected a GitHub organization or user login (letters, digits, hyphens)%s", r.Owner, templateHint(r.Owner)))
 	case r.InstallationID == 0 && r.Owner == "":
 		p.reject("installation_id or owner is required: give the installation's ID or the login it is installed on")
+	case r.InstallationID != 0 && len(r.Apps) > 1:
+		p.reject(fmt.Sprintf("installation_id %d names one App's installation, but apps names %d Apps: a role with "+
+			"several Apps names its installations by owner (each App has its own installation on it)", r.InstallationID, len(r.Apps)))
 	}
+}
+
+// applyApps copies apps and app_selection.
+func applyApps(r *role, d *framework.FieldData, p *problems) {
+	if v, ok := d.GetOk("apps"); ok {
+		var names []string
+		for _, raw := range v.([]string) {
+			name := strings.TrimSpace(raw)
+			switch {
+			case checkAppName(name) != "":
+				p.reject("apps: " + checkAppName(name))
+			case slices.Contains(names, name):
+				p.reject(fmt.Sprintf("apps names App %q twice: name each App once", name))
+			default:
+				names = append(names, name)
+			}
+		}
+		if len(names) > maxRoleApps {
+			p.reject(fmt.Sprintf("apps names %d Apps: expected at most %d", len(names), maxRoleApps))
+		}
+		if len(names) == 1 && names[0] == defaultAppName {
+			names = nil // the default, stored as earlier versions stored it
+		}
+		r.Apps = names
+	}
+	if v, ok := d.GetOk("app_selection"); ok {
+		sel := strings.TrimSpace(v.(string))
+		switch sel {
+		case appSelectionBudget, appSelectionOrdered:
+			r.AppSelection = sel
+		case "":
+			r.AppSelection = ""
+		default:
+			p.reject(fmt.Sprintf("app_selection %q is not known: expected %s (the App with the most requests left) or %s "+
+				"(the first App of apps that can serve)", sel, appSelectionBudget, appSelectionOrdered))
+		}
+	}
+}
+
+// appNames is the role's Apps: default alone when it names none.
+func (r *role) appNames() []string {
+	if len(r.Apps) == 0 {
+		return []string{defaultAppName}
+	}
+	return r.Apps
+}
+
+// appSelection is how the role picks among its Apps.
+func (r *role) appSelection() string {
+	if r.AppSelection == "" {
+		return appSelectionBudget
+	}
+	return r.AppSelection
+}
+
+// missingApps returns the names that no stored App has.
+func missingApps(ctx context.Context, s logical.Storage, names []string) ([]string, error) {
+	var missing []string
+	for _, name := range names {
+		cfg, err := getAppConfig(ctx, s, name)
+		if err != nil {
+			return nil, err
+		}
+		if cfg == nil {
+			missing = append(missing, name)
+		}
+	}
+	return missing, nil
 }
 
 // applyRepositories copies repositories and repository_ids. It returns false when a list is too long to read on.
@@ -452,5 +556,7 @@ func (r *role) toResponseData() map[string]any {
 		"permissions":         perms,
 		"ttl":                 int64(r.TTL.Seconds()),
 		"templated":           r.Templated,
+		"apps":                r.appNames(),
+		"app_selection":       r.appSelection(),
 	}
 }

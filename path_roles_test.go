@@ -84,7 +84,7 @@ func TestRoleLifecycle(t *testing.T) {
 		"installation_id": int64(0), "owner": "acme", "account_id": int64(0),
 		"repositories": []string{"api", "web"}, "repository_ids": []int64{3003}, "repository_patterns": []string{},
 		"permissions": map[string]string{"contents": "read", "pull_requests": "write"},
-		"ttl":         int64(900), "templated": false,
+		"ttl":         int64(900), "templated": false, "apps": []string{"default"}, "app_selection": "budget",
 	}
 	resp, err = e.do(logical.ReadOperation, "roles/ci", nil)
 	mustOK(t, resp, err)

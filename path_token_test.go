@@ -55,7 +55,7 @@ func TestTokenReadMintsTheRole(t *testing.T) {
 		t.Fatalf("lease TTL %s renewable %v", resp.Secret.TTL, resp.Secret.Renewable)
 	}
 	keys := sortedKeys(resp.Secret.InternalData)
-	if want := []string{"base_url", "destination", "expires_at", "installation_id", "role", "secret_type", "token"}; !reflect.DeepEqual(keys, want) {
+	if want := []string{"app", "base_url", "destination", "expires_at", "installation_id", "role", "secret_type", "token"}; !reflect.DeepEqual(keys, want) {
 		t.Fatalf("internal data keys %v, want %v", keys, want)
 	}
 	if resp.Secret.InternalData["base_url"] != e.srv.URL || resp.Secret.InternalData["token"] != tok {

@@ -164,9 +164,9 @@ func earlierTargetPath(baseURL string) string {
 }
 
 // revocationClient returns a client that revokes through the lease's destination, named dest (empty for a lease of
-// v0.2.0 or earlier): the config's client when the config reaches GitHub the same way, else a key-less client built from the
-// stored revocation target, kept per destination.
-func (b *backend) revocationClient(ctx context.Context, s logical.Storage, baseURL, dest string) (*github.Client, error) {
+// v0.2.0 or earlier): the client of the lease's App when that App still reaches GitHub the same way, else a key-less
+// client built from the stored revocation target, kept per destination.
+func (b *backend) revocationClient(ctx context.Context, s logical.Storage, app, baseURL, dest string) (*github.Client, error) {
 	var target *revocationTarget
 	if dest == "" {
 		t, err := earlierLeaseTarget(ctx, s, baseURL)
@@ -180,9 +180,9 @@ func (b *backend) revocationClient(ctx context.Context, s logical.Storage, baseU
 		target, dest = t, t.name(key)
 	}
 
-	c, err := b.getClient(ctx, s)
+	c, err := b.appClientFor(ctx, s, app)
 	if err != nil {
-		b.Logger().Warn("config unreadable; revoking without it", "error", err)
+		b.Logger().Warn("the lease's App cannot be used; revoking without it", "app", app, "error", err)
 	}
 	if c != nil && c.destination == dest {
 		return c.Client, nil
@@ -210,7 +210,7 @@ func (b *backend) revocationClient(ctx context.Context, s logical.Storage, baseU
 		return nil, fmt.Errorf("the lease's destination is stored for %s, not for its base URL %s", target.BaseURL, baseURL)
 	}
 	rc, err = b.buildClient(github.Options{BaseURL: baseURL, CACertificate: target.CACertificate,
-		ProxyURL: target.ProxyURL, Gate: b.gate})
+		ProxyURL: target.ProxyURL, Gate: b.revokeGate})
 	if err != nil {
 		return nil, fmt.Errorf("building a revocation client for %s: %w", baseURL, err)
 	}

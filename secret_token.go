@@ -4,6 +4,7 @@
 package githubapp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,6 +57,14 @@ func secretToken(b *backend) *framework.Secret {
 				Type:        framework.TypeString,
 				Description: "The base64 of the token's SHA-256: the form GitHub's audit log shows.",
 			},
+			"app": {
+				Type:        framework.TypeString,
+				Description: "The name on this mount of the App that minted the token (default for config's).",
+			},
+			"app_id": {
+				Type:        framework.TypeInt64,
+				Description: "The GitHub ID of the App that minted the token.",
+			},
 			"app_slug": {
 				Type:        framework.TypeString,
 				Description: "The slug of the App that minted the token. It is left out, with a warning, while the App's bot user cannot be looked up.",
@@ -86,6 +95,8 @@ func (b *backend) secretTokenRevoke(ctx context.Context, req *logical.Request, _
 	baseURL, _ := req.Secret.InternalData["base_url"].(string)
 	role, _ := req.Secret.InternalData["role"].(string)
 	dest, _ := req.Secret.InternalData[leaseDestinationField].(string)
+	// Leases of earlier versions name no App: theirs was the default one.
+	app, _ := req.Secret.InternalData["app"].(string)
 	if token == "" || baseURL == "" {
 		return nil, errors.New("the lease holds no token or base URL: nothing can be revoked")
 	}
@@ -99,7 +110,7 @@ func (b *backend) secretTokenRevoke(ctx context.Context, req *logical.Request, _
 			return nil, nil
 		}
 	}
-	client, err := b.revocationClient(ctx, req.Storage, baseURL, dest)
+	client, err := b.revocationClient(ctx, req.Storage, cmp.Or(app, defaultAppName), baseURL, dest)
 	if err != nil {
 		return nil, err
 	}

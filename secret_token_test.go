@@ -436,5 +436,5 @@ func TestMintsGoOnWhileAFormerGitHubIsDown(t *testing.T) {
 	if gh := resp.Data["github"].(map[string]any); gh["failing_since"] != "" || gh["last_outcome"] != "ok" {
 		t.Fatalf("status describes the current GitHub as failing since %q (last outcome %q)", gh["failing_since"], gh["last_outcome"])
 	}
-	wantContains(t, metricsText(t, e), "github_app_github_failing_since_timestamp_seconds 0\n")
+	wantContains(t, metricsText(t, e), `github_app_github_failing_since_timestamp_seconds{app="default"} 0`+"\n")
 }

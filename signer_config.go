@@ -341,17 +341,6 @@ func signerFailure(err error, doing string) *failure {
 // errNoSigner is a stored config of a KMS or HSM signer whose client was built without it: a bug.
 var errNoSigner = errors.New("the config's signer was not opened")
 
-// setSignerKind labels the signatures that follow with the kind of the mount's current signer.
-func (m *metrics) setSignerKind(kind string) { m.signerKind.Store(kind) }
-
-// currentSignerKind is the kind of the mount's current signer; key before any client was built.
-func (m *metrics) currentSignerKind() string {
-	if k, ok := m.signerKind.Load().(string); ok {
-		return k
-	}
-	return signer.KindKey
-}
-
 // signerFailed counts a signer's failure to open or to sign; err without a *signer.Error counts nothing.
 func (m *metrics) signerFailed(kind string, err error) {
 	if e, ok := signer.AsError(err); ok {

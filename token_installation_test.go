@@ -18,7 +18,7 @@ func TestInstallationCacheDropped(t *testing.T) {
 	e.configure(nil)
 	e.role("ci", map[string]any{"owner": "octocat"})
 	e.mint("ci")
-	c := e.b.client
+	c := e.b.cachedDefault()
 	c.installations.mu.Lock()
 	entry := c.installations.owners["octocat"]
 	entry.in.id = 424242
@@ -94,7 +94,7 @@ func TestInstallationCacheTiedToClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old, err := e.b.getClient(t.Context(), e.storage)
+	old, err := e.b.defaultClient(t.Context(), e.storage)
 	if err != nil {
 		t.Fatal(err)
 	}

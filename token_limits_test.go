@@ -33,8 +33,8 @@ func TestTokenSteadyStateCalls(t *testing.T) {
 	if st.TotalCalls > 52 || st.Calls[mintRoute] != 50 || st.Calls[userRoute] != 1 {
 		t.Fatalf("50 mints cost %d calls (%v), want at most 52", st.TotalCalls, st.Calls)
 	}
-	if st.DistinctJWTs != 1 || e.b.client.JWTSignatures() != 1 {
-		t.Fatalf("%d distinct JWTs, %d signatures", st.DistinctJWTs, e.b.client.JWTSignatures())
+	if st.DistinctJWTs != 1 || e.b.cachedDefault().JWTSignatures() != 1 {
+		t.Fatalf("%d distinct JWTs, %d signatures", st.DistinctJWTs, e.b.cachedDefault().JWTSignatures())
 	}
 }
 
@@ -163,12 +163,12 @@ func TestBurstOfColdReads(t *testing.T) {
 	wg.Wait()
 	st := e.gh.Stats()
 	t.Logf("200 cold reads: %d served, GitHub calls %v, at most %d in flight, %d distinct JWTs, %d signatures",
-		served.Load(), st.Calls, st.MaxInFlight, st.DistinctJWTs, e.b.client.JWTSignatures())
+		served.Load(), st.Calls, st.MaxInFlight, st.DistinctJWTs, e.b.cachedDefault().JWTSignatures())
 	if served.Load() != 200 || st.Calls["GET /orgs/{org}/installation"] != 1 || st.Calls[mintRoute] != 200 {
 		t.Fatalf("%d served; calls %v; want 200 served, 1 owner lookup, 200 mints", served.Load(), st.Calls)
 	}
-	if st.MaxInFlight > 8 || e.b.client.JWTSignatures() != 1 {
-		t.Fatalf("%d in flight at GitHub (max 8), %d JWT signatures (want 1)", st.MaxInFlight, e.b.client.JWTSignatures())
+	if st.MaxInFlight > 8 || e.b.cachedDefault().JWTSignatures() != 1 {
+		t.Fatalf("%d in flight at GitHub (max 8), %d JWT signatures (want 1)", st.MaxInFlight, e.b.cachedDefault().JWTSignatures())
 	}
 }
 

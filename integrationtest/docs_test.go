@@ -63,7 +63,7 @@ type docRunSpec struct {
 // docsRunHere: the commands this test runs, on the shared dev server, in the order the documentation shows them.
 var docsRunHere = map[string]docRunSpec{
 	// README: Install (the rest of its block is TestInstallFromRelease's). It mounts the engine at github/.
-	"vault secrets enable -path=github -plugin-version=v0.3.0 vault-plugin-secrets-github-app": {check: (*docsRun).mounted},
+	"vault secrets enable -path=github -plugin-version=v0.4.0 vault-plugin-secrets-github-app": {check: (*docsRun).mounted},
 	// README: Configure.
 	"vault write github/config app_id=123456 client_id=Iv23liAbCdEf01234567 private_key=@my-app.private-key.pem": {},
 	"vault read github/config": {check: (*docsRun).configRead},
@@ -103,8 +103,8 @@ type docSub struct{ doc, test string }
 func docsSubstitutions(s *shared, dir string) []docSub {
 	fixture := fakegithub.DemoFixture()
 	return []docSub{
-		// The version the shared server registered the plugin with (the VERSION file's, v0.3.0 at the time of writing).
-		{"-plugin-version=v0.3.0", "-plugin-version=" + s.bins.pluginVersion},
+		// The version the shared server registered the plugin with (the VERSION file's, v0.4.0 at the time of writing).
+		{"-plugin-version=v0.4.0", "-plugin-version=" + s.bins.pluginVersion},
 		{"app_id=123456", fmt.Sprintf("app_id=%d", appID)},
 		{"client_id=Iv23liAbCdEf01234567", "client_id=" + fixture.Apps[0].ClientID},
 		// The App's key, and the emulator's URL in the same write (the one field the docs leave to its default).
@@ -196,7 +196,7 @@ var docsRunElsewhere = map[string][]docClaim{
 	"make test": {byCI},
 
 	// README: Install.
-	"URL=https://github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/releases/download/v0.3.0": {byInstall},
+	"URL=https://github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/releases/download/v0.4.0": {byInstall},
 	`curl -fsSLO "$URL/vault-plugin-secrets-github-app_0.3.0_linux_amd64.zip"`:                                        {byInstall},
 	`curl -fsSLO "$URL/vault-plugin-secrets-github-app_0.3.0_SHA256SUMS"`:                                             {byInstall},
 	"sha256sum -c --ignore-missing vault-plugin-secrets-github-app_0.3.0_SHA256SUMS":                                  {byInstall},
@@ -205,7 +205,7 @@ var docsRunElsewhere = map[string][]docClaim{
 	"cp vault-plugin-secrets-github-app /etc/vault/plugins/":                                                          {byInstall},
 	"SHA256=$(sha256sum /etc/vault/plugins/vault-plugin-secrets-github-app | cut -d' ' -f1)":                          {byInstall},
 	// Also in docs/production.md.
-	`vault plugin register -sha256="$SHA256" -version=v0.3.0 secret vault-plugin-secrets-github-app`: {byInstall, byCluster},
+	`vault plugin register -sha256="$SHA256" -version=v0.4.0 secret vault-plugin-secrets-github-app`: {byInstall, byCluster},
 
 	// docs/agent.md.
 	"vault agent -config=examples/agent.hcl": {byAgent},
@@ -227,13 +227,13 @@ var docsRunElsewhere = map[string][]docClaim{
 	"vault operator raft list-peers":                     {byCluster},
 	"vault operator raft autopilot state":                {byCluster},
 	"vault operator step-down":                           {byCluster},
-	"cp vault-plugin-secrets-github-app /etc/vault/plugins/vault-plugin-secrets-github-app_v0.3.1":                                                   {byClusterUpgrade},
-	`vault plugin register -sha256="$SHA256" -version=v0.3.1 -command=vault-plugin-secrets-github-app_v0.3.1 secret vault-plugin-secrets-github-app`: {byCluster},
-	"vault secrets tune -plugin-version=v0.3.1 github/":                                                                                              {byCluster},
+	"cp vault-plugin-secrets-github-app /etc/vault/plugins/vault-plugin-secrets-github-app_v0.4.1":                                                   {byClusterUpgrade},
+	`vault plugin register -sha256="$SHA256" -version=v0.4.1 -command=vault-plugin-secrets-github-app_v0.4.1 secret vault-plugin-secrets-github-app`: {byCluster},
+	"vault secrets tune -plugin-version=v0.4.1 github/":                                                                                              {byCluster},
 	"vault plugin reload -type=secret -plugin=vault-plugin-secrets-github-app -scope=global":                                                         {byCluster},
-	"vault secrets tune -plugin-version=v0.3.0 github/":                                                                                              {byCluster},
+	"vault secrets tune -plugin-version=v0.4.0 github/":                                                                                              {byCluster},
 	"vault write sys/plugins/reload/backend mounts=github/ scope=global":                                                                             {byCluster},
-	"vault plugin deregister -version=v0.3.1 secret vault-plugin-secrets-github-app":                                                                 {byCluster},
+	"vault plugin deregister -version=v0.4.1 secret vault-plugin-secrets-github-app":                                                                 {byCluster},
 	"vault operator raft snapshot save backup.snap":                                                                                                  {byCluster},
 	"vault operator raft snapshot restore backup.snap":                                                                                               {byCluster},
 
@@ -258,7 +258,7 @@ var docsRunElsewhere = map[string][]docClaim{
 	"vault write github/config kms_key_id=alias/github-app-2":                                    {byKMSRotation},
 	`softhsm2-util --init-token --free --label github-app --so-pin "$SO_PIN" --pin "$PIN"`:       {bySoftHSMSetup, bySoftHSMUtil},
 	`softhsm2-util --import app-key.pk8 --token github-app --label app-key --id a1 --pin "$PIN"`: {bySoftHSMSetup, bySoftHSMUtil},
-	`vault plugin register -sha256="$SHA256" -version=v0.3.0 -command=vault-plugin-secrets-github-app-pkcs11 -env=GITHUB_APP_PKCS11_LIBRARIES=/usr/lib/softhsm/libsofthsm2.so secret vault-plugin-secrets-github-app`: {byPKCS11Signer},
+	`vault plugin register -sha256="$SHA256" -version=v0.4.0 -command=vault-plugin-secrets-github-app-pkcs11 -env=GITHUB_APP_PKCS11_LIBRARIES=/usr/lib/softhsm/libsofthsm2.so secret vault-plugin-secrets-github-app`: {byPKCS11Signer},
 	"vault write github/config app_id=123456 signer=pkcs11 pkcs11_library=/usr/lib/softhsm/libsofthsm2.so pkcs11_token_label=github-app pkcs11_key_label=app-key pkcs11_pin=@hsm-pin.txt":                             {byPKCS11Signer},
 	"vault write github/config pkcs11_key_label=app-key-2": {byHSMRotation},
 }

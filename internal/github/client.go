@@ -295,7 +295,7 @@ type answer struct {
 // Retried: transport errors and 5xx with exponential backoff and jitter, one 401 about the JWT's clock after
 // correcting the skew, and a rate-limited App call when the Gate lets it wait (a limit ending within MaxGateWait).
 // Never retried: other 4xx, certificate errors and the Gate's refusals. No wait runs past the context's deadline:
-// when it would, do fails at once with the error in hand.
+// when it would, do fails at once with the error in hand. Under WithoutWaiting only the skew retry is made.
 //
 // A token request (the only POST) is retried like any other call, even when GitHub may have handled it and only its
 // answer was lost: a token nobody received is known to no one and expires within the hour, while a failed mint fails
@@ -344,7 +344,9 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 			attempt-- // the skew retry is not one of the MaxRetries
 			c.logger.Debug("github: correcting clock skew from Date header", "method", cl.method, "path", cl.path)
 			continue
-		case gerr.Kind == KindUnavailable && attempt < c.maxRetries && !isCertificateError(gerr.Err) && !t.probe:
+		case gerr.Kind == KindUnavailable && attempt < c.maxRetries && !isCertificateError(gerr.Err) && !t.probe &&
+			waits(ctx):
+			// A caller that does not wait has another App to ask: that is its retry.
 			// A failed probe confirms that GitHub is still failing: its caller fails fast like the others.
 			wait = backoff(attempt)
 			if cl.method == http.MethodPost && !isDialError(gerr.Err) {
@@ -354,7 +356,7 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 					"possible duplicate token that no lease holds (it expires within the hour)",
 					"path", cl.path, "status", gerr.StatusCode)
 			}
-		case gerr.Kind == KindRateLimited && cl.token == "" && attempt < c.maxRetries &&
+		case gerr.Kind == KindRateLimited && cl.token == "" && attempt < c.maxRetries && waits(ctx) &&
 			gerr.RetryAfter > 0 && gerr.RetryAfter <= MaxGateWait && fits(ctx, gerr.RetryAfter):
 			// The limit ends soon: the Gate, which has learned it, holds the retry until then. A longer limit is
 			// GitHub's own refusal, returned as it is.

@@ -262,14 +262,14 @@ func (g *Gate) clear(ctx context.Context, d *destination, cl *call) (ticket, err
 				d.limit.nextProbe = now.Add(limitProbeInterval)
 				d.mu.Unlock()
 				return ticket{}, nil
-			case left <= MaxGateWait && fits(ctx, left):
+			case left <= MaxGateWait && fits(ctx, left) && waits(ctx):
 				wait = left
 			default:
 				err := d.limitedErrorLocked(cl, now)
 				d.mu.Unlock()
 				return ticket{}, err
 			}
-		case !d.outage.since.IsZero() && d.outage.probe != nil && !waitedForProbe:
+		case !d.outage.since.IsZero() && d.outage.probe != nil && !waitedForProbe && waits(ctx):
 			probe = d.outage.probe
 		case !d.outage.since.IsZero() && !waitedForProbe && !now.Before(d.outage.nextProbe):
 			d.outage.probe = make(chan struct{})
@@ -277,7 +277,7 @@ func (g *Gate) clear(ctx context.Context, d *destination, cl *call) (ticket, err
 			d.mu.Unlock()
 			return ticket{probe: true}, nil
 		case !d.outage.since.IsZero():
-			if left := d.outage.nextProbe.Sub(now); !waitedForProbe && left <= MaxGateWait && fits(ctx, left) {
+			if left := d.outage.nextProbe.Sub(now); !waitedForProbe && left <= MaxGateWait && fits(ctx, left) && waits(ctx) {
 				wait = left
 				break
 			}
@@ -439,6 +439,21 @@ func parseRateLimit(h http.Header) (RateLimit, bool) {
 		Limit: limit, Remaining: remaining, Used: used, Reset: time.Unix(reset, 0),
 		Resource: h.Get("X-RateLimit-Resource"), Seen: seen,
 	}, true
+}
+
+// noWaitKey marks a context whose calls must not wait for GitHub (WithoutWaiting).
+type noWaitKey struct{}
+
+// WithoutWaiting returns a context whose calls are refused at once where they would wait for a rate limit to end or
+// for an outage probe: for a caller that has somewhere else to go (another App of a pool). The probes themselves
+// still go through, one a second, so that a recovery is seen.
+func WithoutWaiting(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noWaitKey{}, true)
+}
+
+// waits reports whether calls under ctx may wait for GitHub.
+func waits(ctx context.Context) bool {
+	return ctx.Value(noWaitKey{}) == nil
 }
 
 // fits reports whether d passes before ctx's deadline (always, without one).
