@@ -534,7 +534,7 @@ func TestPools(t *testing.T) {
 	})
 
 	t.Run("mints go on while an App's config is rewritten", func(t *testing.T) {
-		v.cli(t, roleArgs("rewrite", "apps=second,default", "app_selection=ordered", "ttl=2m")...)
+		v.cli(t, roleArgs("rewrite", "apps=second,default", "app_selection=ordered")...)
 		const workers, pause, length = 8, 50 * time.Millisecond, 3 * time.Second
 		var mu sync.Mutex
 		var results []poolMint
@@ -598,12 +598,29 @@ func TestPools(t *testing.T) {
 	})
 
 	t.Run("ordered failover and return", func(t *testing.T) {
+		// App default goes through a proxy that counts what reaches GitHub for it; its leases are revoked (through
+		// the proxy) and the proxy taken out before the subtest ends.
+		proxy := newForwardingProxy(t)
+		p.writeApp(t, poolApps[0], "proxy_url="+proxy.srv.URL)
+		// Cleanups run last first: this one after the App's faults are lifted, before the proxy closes.
+		t.Cleanup(func() {
+			for _, args := range [][]string{
+				{"lease", "revoke", "-sync", "-prefix", mount + "/token/ordered"},
+				{"write", mount + "/config", "app_id=1001", "private_key=@" + gh.keyFile, "base_url=" + gh.url, "proxy_url="},
+			} {
+				if r := v.run(v.rootToken, "", args...); r.err != nil {
+					t.Errorf("%s", r)
+				}
+			}
+		})
 		if m := p.mustMint(t, "ordered"); m.Data.App != "default" {
 			t.Fatalf("role ordered mints from %q before any limit, want default", m.Data.App)
 		}
 		skipsBefore := p.metricValue(t, "github_app_app_skips_total", map[string]string{"app": "default", "reason": "rate_limited"})
 		// GitHub limits App default (primary limit for a minute): the mints go on from App second, no error seen.
 		p.setAppFaults(t, 1001, map[string]any{"primary_rate_limit": true, "rate_limit_reset": "60s"})
+		proxy.requests()
+		limited := time.Now()
 		byApp := map[string]int{}
 		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 			m := p.mint("ordered")
@@ -613,9 +630,18 @@ func TestPools(t *testing.T) {
 			checkPoolMint(t, m)
 			byApp[m.Data.App]++
 		}
+		window := time.Since(limited)
 		if byApp["second"] == 0 || len(byApp) != 1 {
 			t.Errorf("while App default was limited, role ordered minted from %v; want App second only", byApp)
 		}
+		// The first mint meets the limit; after it, a probe a second.
+		probes := proxy.requests()
+		if most := int(window/time.Second) + 2; len(probes) == 0 || len(probes) > most {
+			t.Errorf("%d calls reached GitHub for the limited App default in %s (%v): want 1 to %d (a probe a second)",
+				len(probes), window.Round(time.Millisecond), probes, most)
+		}
+		t.Logf("%d mints in %s while App default was limited; %d calls reached GitHub for it", byApp["second"],
+			window.Round(time.Millisecond), len(probes))
 		if skips := p.metricValue(t, "github_app_app_skips_total", map[string]string{"app": "default", "reason": "rate_limited"}); skips <= skipsBefore {
 			t.Errorf("github_app_app_skips_total{app=default,reason=rate_limited} = %v (before: %v): want it counted", skips, skipsBefore)
 		}
