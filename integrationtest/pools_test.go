@@ -35,7 +35,7 @@ const (
 
 	// previousReleaseCommit is v0.3.0, the last release before App pools. The commit rather than the tag: a CI
 	// clone has the whole history but not always the tags.
-	previousReleaseCommit  = "3aeeb2e"
+	previousReleaseCommit  = "3aeeb2e1b96462e67c9202a4342f918189e24c26"
 	previousReleaseVersion = "v0.3.0"
 )
 
@@ -916,7 +916,14 @@ func buildPrevious(dir, version string) (string, error) {
 		}
 		return nil
 	}
-	if err := run("git", repoRoot, nil, "archive", "--format=tar", "-o", archive, previousReleaseCommit); err != nil {
+	err := run("git", repoRoot, nil, "archive", "--format=tar", "-o", archive, previousReleaseCommit)
+	if err != nil {
+		// A shallow clone lacks the commit: fetch it alone from where the clone came from.
+		if ferr := run("git", repoRoot, nil, "fetch", "--quiet", "--depth=1", "origin", previousReleaseCommit); ferr == nil {
+			err = run("git", repoRoot, nil, "archive", "--format=tar", "-o", archive, previousReleaseCommit)
+		}
+	}
+	if err != nil {
 		return "", fmt.Errorf("the previous release (commit %s, %s) is not in this clone's history (a shallow clone? "+
 			"git fetch --unshallow): %w", previousReleaseCommit, previousReleaseVersion, err)
 	}
@@ -924,7 +931,7 @@ func buildPrevious(dir, version string) (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, pluginName+"_"+version)
-	err := run("go", src, []string{"CGO_ENABLED=0"}, "build", "-trimpath", "-o", bin,
+	err = run("go", src, []string{"CGO_ENABLED=0"}, "build", "-trimpath", "-o", bin,
 		"-ldflags", "-X "+modulePath+".Version="+version, "./cmd/"+pluginName)
 	return bin, err
 }
