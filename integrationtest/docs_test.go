@@ -197,10 +197,10 @@ var docsRunElsewhere = map[string][]docClaim{
 
 	// README: Install.
 	"URL=https://github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/releases/download/v0.4.0": {byInstall},
-	`curl -fsSLO "$URL/vault-plugin-secrets-github-app_0.3.0_linux_amd64.zip"`:                                        {byInstall},
-	`curl -fsSLO "$URL/vault-plugin-secrets-github-app_0.3.0_SHA256SUMS"`:                                             {byInstall},
-	"sha256sum -c --ignore-missing vault-plugin-secrets-github-app_0.3.0_SHA256SUMS":                                  {byInstall},
-	"unzip vault-plugin-secrets-github-app_0.3.0_linux_amd64.zip":                                                     {byInstall},
+	`curl -fsSLO "$URL/vault-plugin-secrets-github-app_0.4.0_linux_amd64.zip"`:                                        {byInstall},
+	`curl -fsSLO "$URL/vault-plugin-secrets-github-app_0.4.0_SHA256SUMS"`:                                             {byInstall},
+	"sha256sum -c --ignore-missing vault-plugin-secrets-github-app_0.4.0_SHA256SUMS":                                  {byInstall},
+	"unzip vault-plugin-secrets-github-app_0.4.0_linux_amd64.zip":                                                     {byInstall},
 	"./vault-plugin-secrets-github-app -version":                                                                      {byInstall},
 	"cp vault-plugin-secrets-github-app /etc/vault/plugins/":                                                          {byInstall},
 	"SHA256=$(sha256sum /etc/vault/plugins/vault-plugin-secrets-github-app | cut -d' ' -f1)":                          {byInstall},
