@@ -329,7 +329,7 @@ func (p *poolsPageRun) statusApps(out string) {
 	// every budget, through the same command.
 	p.checkMinted(p.mint("builds"))
 	text := "vault read -format=json -field=apps github/status"
-	eventually(p.t, 15*time.Second, 250*time.Millisecond, "every App's budget on acme in status", func() error {
+	eventually(p.t, 30*time.Second, 250*time.Millisecond, "every App's budget on acme in status", func() error {
 		got = nil
 		if err := json.Unmarshal([]byte(p.run(text)), &got); err != nil {
 			return err
