@@ -69,16 +69,17 @@ func (b *backend) mintToken(ctx context.Context, s logical.Storage, roleName str
 // do not wait for a limit to end or for a probe of a failing GitHub: the next App is the better wait.
 func (b *backend) mintFromPool(ctx context.Context, s logical.Storage, roleName string, r *role, tr tokenRequest, names []string) (*logical.Response, error) {
 	clients := make(map[string]*appClient, len(names))
+	// unusable are Apps whose client cannot be built (a KMS or HSM signer that does not open): passed over like
+	// Apps that fail.
+	unusable := map[string]*failure{}
 	for _, name := range names {
 		c, err := b.appClientFor(ctx, s, name)
-		if err != nil {
-			var f *failure
-			if !errors.As(err, &f) {
-				return nil, err
-			}
-			// An App whose signer cannot be opened is passed over like one that fails.
-			b.Logger().Warn("an App of the role cannot be used; passing it over", "role", roleName, "app", name, "error", err)
-			continue
+		var f *failure
+		switch {
+		case errors.As(err, &f):
+			unusable[name] = f
+		case err != nil:
+			return nil, err
 		}
 		clients[name] = c
 	}
@@ -93,7 +94,11 @@ func (b *backend) mintFromPool(ctx context.Context, s logical.Storage, roleName 
 	noWait := github.WithoutWaiting(ctx)
 	for _, name := range order {
 		c := clients[name]
-		if c == nil {
+		switch {
+		case unusable[name] != nil:
+			skips = append(skips, b.passOver(roleName, name, skipFailed, unusable[name]))
+			continue
+		case c == nil:
 			skips = append(skips, b.passOver(roleName, name, skipNotConfigured, &failure{status: http.StatusBadRequest,
 				kind: skipNotConfigured, msg: notConfigured(name)}))
 			continue
@@ -109,7 +114,14 @@ func (b *backend) mintFromPool(ctx context.Context, s logical.Storage, roleName 
 			continue
 		}
 		if budget && resp != nil && resp.Secret != nil {
-			c.budgets.offer(owner, resp, b.now())
+			now := b.now()
+			if left, ok := c.budgets.remaining(owner, now); ok && left == 0 {
+				// The App with the most left has nothing left: the token is valid, but GitHub refuses its calls
+				// until the window ends.
+				resp.AddWarning(fmt.Sprintf("every App of role %q has spent its installation's rate limit as last "+
+					"seen: calls with this token are refused until %s", roleName, c.budgets.reset(owner).UTC().Format(time.RFC3339)))
+			}
+			c.budgets.offer(owner, resp, now)
 			b.refreshBudgets(owner, clients)
 		}
 		return resp, nil

@@ -302,7 +302,7 @@ func TestPoolByBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1100 * time.Millisecond) // rate_limit_refresh
-	e.mintedBy()                         // starts the refresh
+	e.mintedBy()                        // starts the refresh
 	if now := e.waitForBudgets(); now["third"] >= now["second"] {
 		t.Fatalf("budgets %v after the third installation spent 4400", now)
 	}
@@ -452,4 +452,21 @@ func (e *testEnv) fails(t *testing.T, op logical.Operation, path string, data ma
 	t.Helper()
 	resp, err := e.do(op, path, data)
 	return mustFail(t, resp, err)
+}
+
+func TestPoolWarnsWhenEveryBudgetIsSpent(t *testing.T) {
+	e := newPoolEnv(t, nil, map[string]any{"rate_limit_refresh": "1s"})
+	for _, id := range poolInstallations {
+		if _, err := e.gh.SetInstallationRateLimit(id, fakegithub.RateLimit{Remaining: 1, ResetIn: 30 * time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		e.mintedBy() // each App's first token spends the last request on its bot-identity lookup
+	}
+	e.waitForBudgets()
+	resp := e.mint("pool")
+	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "has spent its installation's rate limit") {
+		t.Fatalf("warnings %q, want one saying every budget is spent", resp.Warnings)
+	}
 }

@@ -65,6 +65,16 @@ func (bb *budgetBook) remaining(owner string, now time.Time) (int, bool) {
 	return bg.rate.Remaining, true
 }
 
+// reset is when the window of the budget last seen for owner ends; zero when none was seen.
+func (bb *budgetBook) reset(owner string) time.Time {
+	bb.mu.Lock()
+	defer bb.mu.Unlock()
+	if bg := bb.byOwner[owner]; bg != nil {
+		return bg.rate.Reset
+	}
+	return time.Time{}
+}
+
 // offer keeps the token of a mint's response as the one to read its installation's budget with.
 func (bb *budgetBook) offer(owner string, resp *logical.Response, now time.Time) {
 	token, _ := resp.Data["token"].(string)

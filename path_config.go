@@ -444,8 +444,12 @@ func (b *backend) deleteApp(ctx context.Context, s logical.Storage, name string)
 		return nil, nil
 	}
 	resp := &logical.Response{}
-	resp.AddWarning(fmt.Sprintf("App %q is deleted; %s still name it and mint from their other Apps, if any, until "+
-		"they are written without it", name, listRoles(naming)))
+	verb := "name"
+	if len(naming) == 1 {
+		verb = "names"
+	}
+	resp.AddWarning(fmt.Sprintf("App %q is deleted; %s still %s it and mint from their other Apps, if any, until "+
+		"they are written without it", name, listRoles(naming), verb))
 	return resp, nil
 }
 

@@ -28,11 +28,13 @@ const (
 	pathMetricsHelpSynopsis    = "Read the mount's metrics: tokens minted, GitHub calls, rate limit, revocations."
 	pathMetricsHelpDescription = `
 Returns this mount's counters, gauges and histograms: tokens minted and mint failures by role and kind, GitHub calls
-by endpoint template and status class with their latency, retries, calls refused or held by a rate limit or an
-outage, the App's rate limit as GitHub last reported it, revocations, tokens refused as over-granted, JWT signatures,
+by App, endpoint template and status class with their latency, retries, calls refused or held by a rate limit or an
+outage, each App's rate limit as GitHub last reported it and the least budget known of its installations, Apps
+passed over by roles with several Apps and why, revocations, tokens refused as over-granted, JWT signatures,
 installation-cache hits and misses, tokens returned although GitHub did not state their scope. Labels are bounded:
-endpoint templates, status classes, kinds and names of roles that exist (cut to 128 bytes; any other name is counted
-as "(unknown)"), never owners, installation IDs, repositories or tokens.
+endpoint templates, status classes, kinds, names of the mount's Apps ("(revocation)" for calls that only revoke
+tokens of a destination no App uses any more) and names of roles that exist (cut to 128 bytes; any other name is
+counted as "(unknown)"), never owners, installation IDs, repositories or tokens.
 
 With format=prometheus the answer is Prometheus' text exposition format, for a scrape job that authenticates with a
 Vault token (see docs/metrics.md); otherwise JSON.

@@ -76,6 +76,11 @@ GitHub and cached for the config's repository_list_ttl: a read covers every repo
 any of them in GitHub's spelling. A pattern that matches nothing, or more than 500 repositories in all, refuses the
 mint with 403. Patterns are never identity templates.
 
+A role with several Apps (apps, each App written at apps/<name> and installed on the role's owner) mints from one
+of them: with app_selection=budget (the default), the App whose installation has the most requests left in its
+rate-limit window; with app_selection=ordered, the first that can serve. An App that GitHub has limited, that is
+failing, that has no config or is not installed on the owner is passed over without an error while another serves.
+
 With templated=true, owner, repositories and repository_ids may hold Vault identity templates, rendered at each mint
 from the caller's identity entity, such as
 repositories={{identity.entity.aliases.<jwt mount accessor>.metadata.repository}} with a JWT auth role that maps

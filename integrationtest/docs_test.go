@@ -144,6 +144,7 @@ type docClaim struct {
 const (
 	readmeInstallBlock = "README.md#install (readmeInstallScript)"
 	productionPage     = "docs/production.md (docVaultCommands)"
+	poolsPage          = poolsPagePath + " (pageShellCommands)"
 )
 
 var (
@@ -187,6 +188,10 @@ var (
 		shows: []string{`map[string]any{"kms_key_id": kmsOtherKey}`}}
 	byHSMRotation = docClaim{test: "TestPKCS11KeyRotation", file: "signer_pkcs11_test.go",
 		shows: []string{`map[string]any{"pkcs11_key_label": hsmOtherLabel}`}}
+	// TestAppPoolsPage runs every command of docs/app-pools.md, in the page's order, against three Apps of the
+	// emulator installed on acme.
+	byPoolsPage = docClaim{test: "TestAppPoolsPage", file: "integrationtest/app_pools_page_test.go", runs: poolsPage,
+		shows: []string{"pageShellCommands(t, poolsPagePath)", "check(p.run(c.text))"}}
 )
 
 // docsRunElsewhere: the documented commands that other tests run.
@@ -197,10 +202,10 @@ var docsRunElsewhere = map[string][]docClaim{
 
 	// README: Install.
 	"URL=https://github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/releases/download/v0.4.0": {byInstall},
-	`curl -fsSLO "$URL/vault-plugin-secrets-github-app_0.3.0_linux_amd64.zip"`:                                        {byInstall},
-	`curl -fsSLO "$URL/vault-plugin-secrets-github-app_0.3.0_SHA256SUMS"`:                                             {byInstall},
-	"sha256sum -c --ignore-missing vault-plugin-secrets-github-app_0.3.0_SHA256SUMS":                                  {byInstall},
-	"unzip vault-plugin-secrets-github-app_0.3.0_linux_amd64.zip":                                                     {byInstall},
+	`curl -fsSLO "$URL/vault-plugin-secrets-github-app_0.4.0_linux_amd64.zip"`:                                        {byInstall},
+	`curl -fsSLO "$URL/vault-plugin-secrets-github-app_0.4.0_SHA256SUMS"`:                                             {byInstall},
+	"sha256sum -c --ignore-missing vault-plugin-secrets-github-app_0.4.0_SHA256SUMS":                                  {byInstall},
+	"unzip vault-plugin-secrets-github-app_0.4.0_linux_amd64.zip":                                                     {byInstall},
 	"./vault-plugin-secrets-github-app -version":                                                                      {byInstall},
 	"cp vault-plugin-secrets-github-app /etc/vault/plugins/":                                                          {byInstall},
 	"SHA256=$(sha256sum /etc/vault/plugins/vault-plugin-secrets-github-app | cut -d' ' -f1)":                          {byInstall},
@@ -261,6 +266,17 @@ var docsRunElsewhere = map[string][]docClaim{
 	`vault plugin register -sha256="$SHA256" -version=v0.4.0 -command=vault-plugin-secrets-github-app-pkcs11 -env=GITHUB_APP_PKCS11_LIBRARIES=/usr/lib/softhsm/libsofthsm2.so secret vault-plugin-secrets-github-app`: {byPKCS11Signer},
 	"vault write github/config app_id=123456 signer=pkcs11 pkcs11_library=/usr/lib/softhsm/libsofthsm2.so pkcs11_token_label=github-app pkcs11_key_label=app-key pkcs11_pin=@hsm-pin.txt":                             {byPKCS11Signer},
 	"vault write github/config pkcs11_key_label=app-key-2": {byHSMRotation},
+
+	// docs/app-pools.md: Apps, roles over several Apps, a token and the budgets in status.
+	"vault write github/apps/ci-2 app_id=234567 client_id=Iv23liGhIjKl23456789 private_key=@ci-2.private-key.pem": {byPoolsPage},
+	"vault write github/apps/ci-3 app_id=345678 client_id=Iv23liMnOpQr34567890 private_key=@ci-3.private-key.pem": {byPoolsPage},
+	"vault list -detailed github/apps":                   {byPoolsPage},
+	"vault read github/installations list=true app=ci-2": {byPoolsPage},
+	"vault write github/roles/builds owner=acme apps=default,ci-2,ci-3 repositories=api,web permissions=contents=read,pull_requests=write ttl=15m":       {byPoolsPage},
+	"vault write github/roles/checks owner=acme apps=default,ci-2 app_selection=ordered repositories=api permissions=checks=write,contents=read ttl=15m": {byPoolsPage},
+	"vault read github/token/builds":                      {byPoolsPage},
+	"vault write github/apps/ci-2 rate_limit_refresh=15s": {byPoolsPage},
+	"vault read -format=json -field=apps github/status":   {byPoolsPage},
 }
 
 // ------------------------------------------------------------------------------------------ c. not runnable here
@@ -367,6 +383,15 @@ func checkDocClaims(t *testing.T, cmds []*docCommand) {
 		}
 		return production
 	}
+	var pools []string
+	poolsCommands := func() []string {
+		if pools == nil {
+			for _, c := range pageShellCommands(t, poolsPagePath) {
+				pools = append(pools, c.text)
+			}
+		}
+		return pools
+	}
 	checked := 0
 	for _, c := range cmds {
 		for _, claim := range docsRunElsewhere[c.text] {
@@ -396,6 +421,10 @@ func checkDocClaims(t *testing.T, cmds []*docCommand) {
 			case productionPage:
 				if !slices.Contains(productionCommands(), strings.Join(vaultArgs(c.text), " ")) {
 					fail("docs/production.md (docVaultCommands) does not hold it")
+				}
+			case poolsPage:
+				if !slices.Contains(poolsCommands(), c.text) {
+					fail("%s (pageShellCommands) does not hold it", poolsPagePath)
 				}
 			default:
 				script, err := read(claim.runs)

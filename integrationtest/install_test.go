@@ -25,7 +25,7 @@ import (
 // URL becomes a file:// URL of the build's output, which curl fetches the same way.
 const (
 	readmeReleaseURL = "https://github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/releases/download/v0.4.0"
-	readmeVersion    = "0.3.0"
+	readmeVersion    = "0.4.0"
 	readmePlatform   = "linux_amd64"
 	readmePluginDir  = "/etc/vault/plugins"
 )

@@ -307,3 +307,61 @@ func TestRateLimitLow(t *testing.T) {
 		}
 	}
 }
+
+// TestWithoutWaiting: a caller with somewhere else to go (another App of a pool) is refused at once where others
+// wait: for a rate limit about to end, for the retry of a failed attempt, for an outage probe; and it still carries
+// the probe that finds GitHub serving again.
+func TestWithoutWaiting(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		faults fakegithub.Faults
+		kind   github.Kind
+	}{
+		{"a limit that ends within the Gate's wait", fakegithub.Faults{SecondaryRateLimit: 429, RetryAfter: 2, RateLimitCalls: 1}, github.KindRateLimited},
+		{"a failed attempt", fakegithub.Faults{FailNext: 1}, github.KindUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			c := h.newClient(t)
+			h.fake.SetFaults(tt.faults)
+			start := time.Now()
+			_, err := c.CreateToken(github.WithoutWaiting(t.Context()), orgInstallation, github.TokenRequest{})
+			assertKind(t, err, tt.kind)
+			if calls := h.fake.Stats().TotalCalls; calls != 1 {
+				t.Fatalf("%d calls reached GitHub, want the one attempt, not retried", calls)
+			}
+			took := time.Since(start)
+
+			// The same call, willing to wait, gets its token.
+			if _, err := c.CreateToken(t.Context(), orgInstallation, github.TokenRequest{}); err != nil {
+				t.Fatalf("a caller that waits: %v", err)
+			}
+			t.Logf("refused after %s", took.Round(time.Millisecond))
+		})
+	}
+
+	t.Run("a limit in force lets the probe through", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		c := h.newClient(t)
+		h.fake.SetFaults(fakegithub.Faults{SecondaryRateLimit: 429, RetryAfter: 60, RateLimitCalls: 1})
+		ctx := github.WithoutWaiting(t.Context())
+		_, err := c.CreateToken(ctx, orgInstallation, github.TokenRequest{})
+		assertKind(t, err, github.KindRateLimited)
+		_, err = c.CreateToken(ctx, orgInstallation, github.TokenRequest{})
+		if e := assertKind(t, err, github.KindRateLimited); e.StatusCode != 0 {
+			t.Fatalf("the second call reached GitHub (%d) while the limit was in force", e.StatusCode)
+		}
+		// After the probe interval, the next caller probes, finds the limit gone (it covered one call), and mints.
+		time.Sleep(1100 * time.Millisecond)
+		if _, err := c.CreateToken(ctx, orgInstallation, github.TokenRequest{}); err != nil {
+			t.Fatalf("the probe: %v", err)
+		}
+		if calls := h.fake.Stats().TotalCalls; calls != 2 {
+			t.Fatalf("%d calls reached GitHub, want the refused one and the probe", calls)
+		}
+	})
+}
