@@ -359,6 +359,21 @@ func (pb *poolBench) healthyRate() float64 {
 	return pb.HealthyAfter.PerSecond
 }
 
+// healthyCPU is the mean Vault + plugin CPU per token of the healthy windows around the pool's.
+func (pb *poolBench) healthyCPU() float64 {
+	var sum, n float64
+	for _, m := range []measured{pb.HealthyBefore, pb.HealthyAfter} {
+		if m.OK > 0 {
+			sum += m.PluginCPUus + m.VaultCPUus
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / n
+}
+
 // runPoolLimited limits one App and measures the pool mount for kind.
 func runPoolLimited(ctx context.Context, cfg poolsConfig, kind string, logf func(string, ...any)) (*poolBench, error) {
 	fault, ok := limitFaults[kind]
