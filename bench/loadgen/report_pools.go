@@ -125,10 +125,12 @@ func writePoolsReport(w io.Writer, metaPath, poolsPath string) error {
 				strings.Join(samples, " "), counts(p.LimitedCalls), counts(p.RateLimitGets), p.Pool.LoadAvg)
 		}
 		fmt.Fprintln(w)
+		errLines := false
 		for _, p := range rep.Pool {
 			if p.Pool.FirstError != "" || p.WarmupError != "" {
 				fmt.Fprintf(w, "- %s limit: errors %s; first error %q (warm-up: %q)\n", p.Limit,
 					counts(p.Pool.ErrorKinds), p.Pool.FirstError, p.WarmupError)
+				errLines = true
 			}
 			add(fmt.Sprintf("pool, %s limit: zero client errors", p.Limit),
 				fmt.Sprintf("%d in the window, %d in the warm-up", p.Pool.Errors, p.WarmupErrors), p.Pool.Errors+p.WarmupErrors == 0)
@@ -145,7 +147,9 @@ func writePoolsReport(w io.Writer, metaPath, poolsPath string) error {
 					p.Probes, p.Pool.Seconds, allowed, slices.Max(append([]float64{0}, p.ProbeSamples...))),
 				p.Probes <= allowed)
 		}
-		fmt.Fprintln(w)
+		if errLines {
+			fmt.Fprintln(w)
+		}
 	}
 
 	if b := rep.Budget; b != nil {
