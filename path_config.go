@@ -428,26 +428,27 @@ func (b *backend) storeApp(ctx context.Context, s logical.Storage, name string, 
 func (b *backend) deleteApp(ctx context.Context, s logical.Storage, name string) (*logical.Response, error) {
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
+	// The roles are listed first: a delete that fails must leave the App as it was.
+	naming, err := b.rolesNaming(ctx, s, name)
+	if err != nil {
+		return nil, err
+	}
 	b.lock.Lock()
-	err := s.Delete(ctx, appStoragePath(name))
+	err = s.Delete(ctx, appStoragePath(name))
 	b.resetLocked(name)
 	b.lock.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("deleting the config of App %q: %w", name, err)
 	}
 	b.metrics.forgetApp(name)
-	naming, err := b.rolesNaming(ctx, s, name)
-	if err != nil {
-		return nil, err
-	}
 	if len(naming) == 0 {
 		return nil, nil
 	}
-	resp := &logical.Response{}
 	verb := "name"
 	if len(naming) == 1 {
 		verb = "names"
 	}
+	resp := &logical.Response{}
 	resp.AddWarning(fmt.Sprintf("App %q is deleted; %s still %s it and mint from their other Apps, if any, until "+
 		"they are written without it", name, listRoles(naming), verb))
 	return resp, nil
