@@ -29,7 +29,15 @@ const (
 	appSelectionOrdered = "ordered"
 	// maxRoleApps bounds a role's Apps: each is a client, and a mint may try them all.
 	maxRoleApps = 32
+	// unusableFor is how long a pool passes over an App whose client could not be built before trying it again.
+	unusableFor = 5 * time.Second
 )
+
+// unusableApp is an App whose client could not be built, and until when pools pass it over.
+type unusableApp struct {
+	err   error
+	until time.Time
+}
 
 // Why an App was passed over, for messages and the app_skips_total metric.
 const (
@@ -68,39 +76,29 @@ func (b *backend) mintToken(ctx context.Context, s logical.Storage, roleName str
 // answers with the first token minted; when none can serve, with the most useful of their errors. Calls to GitHub
 // do not wait for a limit to end or for a probe of a failing GitHub: the next App is the better wait.
 func (b *backend) mintFromPool(ctx context.Context, s logical.Storage, roleName string, r *role, tr tokenRequest, names []string) (*logical.Response, error) {
-	clients := make(map[string]*appClient, len(names))
-	// unusable are Apps whose client cannot be built (a KMS or HSM signer that does not open): passed over like
-	// Apps that fail.
-	unusable := map[string]*failure{}
-	for _, name := range names {
-		c, err := b.appClientFor(ctx, s, name)
-		var f *failure
-		switch {
-		case errors.As(err, &f):
-			unusable[name] = f
-		case err != nil:
-			return nil, err
-		}
-		clients[name] = c
-	}
 	owner := strings.ToLower(r.Owner)
 	budget := r.appSelection() == appSelectionBudget
 	order := names
 	if budget {
-		order = b.byBudget(names, clients, owner)
+		// Ranked by what the clients built so far know; an App is only built when its turn comes.
+		order = b.byBudget(names, b.cachedClients(), owner)
 	}
 
 	var skips []skip
 	noWait := github.WithoutWaiting(ctx)
 	for _, name := range order {
-		c := clients[name]
+		c, err := b.poolClient(ctx, s, name)
+		var f *failure
 		switch {
-		case unusable[name] != nil:
-			skips = append(skips, b.passOver(roleName, name, skipFailed, unusable[name]))
+		case errors.As(err, &f):
+			// A KMS or HSM signer that does not open: passed over like an App that fails.
+			skips = append(skips, b.passOver(roleName, name, skipFailed, f))
 			continue
+		case err != nil:
+			return nil, err
 		case c == nil:
-			skips = append(skips, b.passOver(roleName, name, skipNotConfigured, &failure{status: http.StatusBadRequest,
-				kind: skipNotConfigured, msg: notConfigured(name)}))
+			skips = append(skips, b.passOver(roleName, name, skipNotConfigured, &failure{
+				status: http.StatusBadRequest, kind: skipNotConfigured, msg: notConfigured(name)}))
 			continue
 		}
 		m := &mint{b: b, s: s, c: c, roleName: roleName, role: r}
@@ -115,18 +113,38 @@ func (b *backend) mintFromPool(ctx context.Context, s logical.Storage, roleName 
 		}
 		if budget && resp != nil && resp.Secret != nil {
 			now := b.now()
-			if left, ok := c.budgets.remaining(owner, now); ok && left == 0 {
+			if left, _, ok := c.budgets.remaining(owner, now); ok && left == 0 {
 				// The App with the most left has nothing left: the token is valid, but GitHub refuses its calls
 				// until the window ends.
 				resp.AddWarning(fmt.Sprintf("every App of role %q has spent its installation's rate limit as last "+
 					"seen: calls with this token are refused until %s", roleName, c.budgets.reset(owner).UTC().Format(time.RFC3339)))
 			}
 			c.budgets.offer(owner, resp, now)
-			b.refreshBudgets(owner, clients)
+			b.refreshBudgets(owner, names)
 		}
 		return resp, nil
 	}
 	return nil, noAppCouldServe(roleName, skips)
+}
+
+// poolClient is appClientFor for a mint of a role with several Apps. An App whose client could not be built (its KMS
+// or HSM signer did not open) is not tried again for unusableFor: every mint would otherwise reach that KMS, holding
+// the backend's lock, while other Apps serve.
+func (b *backend) poolClient(ctx context.Context, s logical.Storage, name string) (*appClient, error) {
+	b.unusableMu.Lock()
+	u, ok := b.unusable[name]
+	b.unusableMu.Unlock()
+	if ok && b.now().Before(u.until) {
+		return nil, u.err
+	}
+	c, err := b.appClientFor(ctx, s, name)
+	var f *failure
+	if errors.As(err, &f) {
+		b.unusableMu.Lock()
+		b.unusable[name] = unusableApp{err: err, until: b.now().Add(unusableFor)}
+		b.unusableMu.Unlock()
+	}
+	return c, err
 }
 
 // byBudget orders Apps by the requests left to their installation on owner, most first, as last seen. An App whose
@@ -135,12 +153,23 @@ func (b *backend) mintFromPool(ctx context.Context, s logical.Storage, roleName 
 func (b *backend) byBudget(names []string, clients map[string]*appClient, owner string) []string {
 	now := b.now()
 	left := make(map[string]int, len(names))
+	// full is what an App of unknown budget ranks as: the largest limit seen among the pool's installations, so that
+	// it takes turns with an App known to have all of its budget left.
+	full := 0
 	for _, name := range names {
-		left[name] = math.MaxInt
+		left[name] = -1
 		if c := clients[name]; c != nil {
-			if n, ok := c.budgets.remaining(owner, now); ok {
-				left[name] = n
+			if n, limit, ok := c.budgets.remaining(owner, now); ok {
+				left[name], full = n, max(full, limit)
 			}
+		}
+	}
+	if full == 0 {
+		full = math.MaxInt
+	}
+	for name, n := range left {
+		if n < 0 {
+			left[name] = full
 		}
 	}
 	turn := int(b.turn.Add(1) % uint64(len(names)))
@@ -149,9 +178,14 @@ func (b *backend) byBudget(names []string, clients map[string]*appClient, owner 
 	return order
 }
 
-// passOver records an App passed over by a mint.
+// passOver records an App passed over by a mint. An App that is not configured is counted as "(unknown)": labels
+// name only the mount's Apps.
 func (b *backend) passOver(roleName, app, reason string, f *failure) skip {
-	b.metrics.appSkips.WithLabelValues(app, reason).Inc()
+	label := app
+	if reason == skipNotConfigured {
+		label = unknownRoleLabel
+	}
+	b.metrics.appSkips.WithLabelValues(label, reason).Inc()
 	b.Logger().Debug("passing over an App of the role", "role", roleName, "app", app, "reason", reason, "error", f.msg)
 	return skip{app: app, reason: reason, err: f}
 }

@@ -262,12 +262,13 @@ func TestPoolPassesOverAppsThatCannotServe(t *testing.T) {
 		t.Fatalf("minted from %q, want third", app)
 	}
 	families := parseMetrics(t, metricsText(t, e))
-	for _, want := range []map[string]string{{"app": "elsewhere", "reason": "not_installed"}, {"app": "gone", "reason": "not_configured"}} {
+	for _, want := range []map[string]string{{"app": "elsewhere", "reason": "not_installed"}, {"app": "(unknown)", "reason": "not_configured"}} {
 		if n := sample(families, "github_app_app_skips_total", want); n != 1 {
 			t.Errorf("app_skips_total%v = %v, want 1", want, n)
 		}
 	}
-	// None can serve: not the 429 of a limit, but the first App's error, naming each.
+	// None can serve now: 429 until the limit of the one App that could serve ends (the others need an operator),
+	// and the error names each App.
 	e.limitApp(poolApp3, 0, time.Hour)
 	status, msg := e.fails(t, logical.ReadOperation, "token/pool", nil)
 	if status != http.StatusTooManyRequests || !strings.Contains(msg, `App "gone" is not configured`) ||

@@ -65,8 +65,11 @@ type backend struct {
 	background     context.Context
 	stopBackground context.CancelFunc
 	backgroundWG   sync.WaitGroup
-	// turn takes Apps of equal rank in turn (app_pool.go).
-	turn atomic.Uint64
+	// turn takes Apps of equal rank in turn, and unusable holds the Apps whose client could not be built, which
+	// pools pass over for a while (app_pool.go).
+	turn       atomic.Uint64
+	unusableMu sync.Mutex
+	unusable   map[string]unusableApp
 
 	roles *roleStore
 	now   func() time.Time
@@ -108,6 +111,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 func newBackend() *backend {
 	b := &backend{
 		apps:     map[string]*appClient{},
+		unusable: map[string]unusableApp{},
 		revokers: map[string]*github.Client{},
 		roles:    newRoleStore(),
 		now:      time.Now,
@@ -143,8 +147,13 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	switch {
 	case key == configStoragePath:
 		b.reset(defaultAppName)
+		b.metrics.forgetApp(defaultAppName)
 	case strings.HasPrefix(key, appStoragePrefix):
-		b.reset(strings.TrimPrefix(key, appStoragePrefix))
+		// As for roles below: whether the App was written or deleted, this node counted its series before it
+		// stopped serving it.
+		name := strings.TrimPrefix(key, appStoragePrefix)
+		b.reset(name)
+		b.metrics.forgetApp(name)
 	case strings.HasPrefix(key, revocationTargetPrefix):
 		// Targets are written once; a change here is a target or key appearing, or storage restored.
 		b.lock.Lock()
@@ -185,6 +194,9 @@ func (b *backend) reset(name string) {
 }
 
 func (b *backend) resetLocked(name string) {
+	b.unusableMu.Lock()
+	delete(b.unusable, name)
+	b.unusableMu.Unlock()
 	c := b.apps[name]
 	if c == nil {
 		return

@@ -53,16 +53,16 @@ func newBudgetBook(refresh time.Duration) *budgetBook {
 	return &budgetBook{refresh: refresh, byOwner: map[string]*budget{}}
 }
 
-// remaining returns the requests left to the App's installation on owner, as last seen; false when not known, or
-// when the window it was seen in has ended (a new window starts full).
-func (bb *budgetBook) remaining(owner string, now time.Time) (int, bool) {
+// remaining returns the requests left to the App's installation on owner, as last seen, and its limit; false when not
+// known, or when the window it was seen in has ended (a new window starts full).
+func (bb *budgetBook) remaining(owner string, now time.Time) (left, limit int, ok bool) {
 	bb.mu.Lock()
 	defer bb.mu.Unlock()
 	bg := bb.byOwner[owner]
 	if bg == nil || bg.rate.Seen.IsZero() || !now.Before(bg.rate.Reset) {
-		return 0, false
+		return 0, 0, false
 	}
-	return bg.rate.Remaining, true
+	return bg.rate.Remaining, bg.rate.Limit, true
 }
 
 // reset is when the window of the budget last seen for owner ends; zero when none was seen.
@@ -96,26 +96,23 @@ func (bb *budgetBook) offer(owner string, resp *logical.Response, now time.Time)
 
 // due returns the token to read the budget of the installation on owner with, when a read is due, and marks the
 // read as started; false when it is not due, already running, or no valid token is held.
-func (bb *budgetBook) due(owner string, now time.Time) (string, bool) {
+func (bb *budgetBook) due(owner string, now time.Time) (string, *budget, bool) {
 	bb.mu.Lock()
 	defer bb.mu.Unlock()
 	bg := bb.byOwner[owner]
 	if bg == nil || bg.reading || now.Before(bg.next) || bg.token == "" || !now.Before(bg.tokenExpires.Add(-tokenMargin)) {
-		return "", false
+		return "", nil, false
 	}
 	bg.reading, bg.next = true, now.Add(bb.refresh)
-	return bg.token, true
+	return bg.token, bg, true
 }
 
-// learned records the outcome of a read made with token. A token that GitHub no longer accepts (its lease ended
-// early) is dropped: the next mint offers another.
-func (bb *budgetBook) learned(owner, token string, rl github.RateLimit, err error) {
+// learned records in bg the outcome of a read made with token. A token that GitHub no longer accepts (its lease
+// ended early) is dropped: the next mint offers another. What was read for an installation that the App's entry no
+// longer holds (the App was reinstalled meanwhile) is dropped with bg.
+func (bb *budgetBook) learned(bg *budget, token string, rl github.RateLimit, err error) {
 	bb.mu.Lock()
 	defer bb.mu.Unlock()
-	bg := bb.byOwner[owner]
-	if bg == nil {
-		return
-	}
 	bg.reading = false
 	switch {
 	case err == nil:
@@ -155,14 +152,17 @@ func (bb *budgetBook) least(now time.Time) (int, bool) {
 	return left[0], true
 }
 
-// refreshBudgets reads, in the background, the budgets on owner of a pool's Apps that are due.
-func (b *backend) refreshBudgets(owner string, clients map[string]*appClient) {
+// refreshBudgets reads, in the background, the budgets on owner of a pool's Apps (by name) that are due. Only Apps
+// whose client is built are read: the others have minted nothing to read with.
+func (b *backend) refreshBudgets(owner string, names []string) {
 	now := b.now()
-	for _, c := range clients {
+	clients := b.cachedClients()
+	for _, name := range names {
+		c := clients[name]
 		if c == nil {
 			continue
 		}
-		token, ok := c.budgets.due(owner, now)
+		token, bg, ok := c.budgets.due(owner, now)
 		if !ok {
 			continue
 		}
@@ -173,10 +173,10 @@ func (b *backend) refreshBudgets(owner string, clients map[string]*appClient) {
 			if err != nil {
 				b.Logger().Debug("reading an installation's budget failed", "app", c.name, "error", err)
 			}
-			c.budgets.learned(owner, token, rl, err)
+			c.budgets.learned(bg, token, rl, err)
 		})
 		if !started {
-			c.budgets.learned(owner, token, github.RateLimit{}, context.Canceled)
+			c.budgets.learned(bg, token, github.RateLimit{}, context.Canceled)
 		}
 	}
 }

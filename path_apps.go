@@ -165,6 +165,37 @@ func (b *backend) pathAppsList(ctx context.Context, req *logical.Request, _ *fra
 	return logical.ListResponseWithInfo(names, info), nil
 }
 
+// deleteApp removes an App's config. Its leases can still be revoked (revocation_target.go); roles that name it skip
+// it, and a warning names them.
+func (b *backend) deleteApp(ctx context.Context, s logical.Storage, name string) (*logical.Response, error) {
+	b.configMu.Lock()
+	defer b.configMu.Unlock()
+	// The roles are listed first: a delete that fails must leave the App as it was.
+	naming, err := b.rolesNaming(ctx, s, name)
+	if err != nil {
+		return nil, err
+	}
+	b.lock.Lock()
+	err = s.Delete(ctx, appStoragePath(name))
+	b.resetLocked(name)
+	b.lock.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("deleting the config of App %q: %w", name, err)
+	}
+	b.metrics.forgetApp(name)
+	if len(naming) == 0 {
+		return nil, nil
+	}
+	verb := "name"
+	if len(naming) == 1 {
+		verb = "names"
+	}
+	resp := &logical.Response{}
+	resp.AddWarning(fmt.Sprintf("App %q is deleted; %s still %s it and mint from their other Apps, if any, until "+
+		"they are written without it", name, listRoles(naming), verb))
+	return resp, nil
+}
+
 // listApps returns the names of the configured Apps, sorted.
 func listApps(ctx context.Context, s logical.Storage) ([]string, error) {
 	names, err := s.List(ctx, appStoragePrefix)

@@ -423,36 +423,6 @@ func (b *backend) storeApp(ctx context.Context, s logical.Storage, name string, 
 	return nil
 }
 
-// deleteApp removes an App's config. Its leases can still be revoked (revocation_target.go); roles that name it skip
-// it, and a warning names them.
-func (b *backend) deleteApp(ctx context.Context, s logical.Storage, name string) (*logical.Response, error) {
-	b.configMu.Lock()
-	defer b.configMu.Unlock()
-	b.lock.Lock()
-	err := s.Delete(ctx, appStoragePath(name))
-	b.resetLocked(name)
-	b.lock.Unlock()
-	if err != nil {
-		return nil, fmt.Errorf("deleting the config of App %q: %w", name, err)
-	}
-	b.metrics.forgetApp(name)
-	naming, err := b.rolesNaming(ctx, s, name)
-	if err != nil {
-		return nil, err
-	}
-	if len(naming) == 0 {
-		return nil, nil
-	}
-	resp := &logical.Response{}
-	verb := "name"
-	if len(naming) == 1 {
-		verb = "names"
-	}
-	resp.AddWarning(fmt.Sprintf("App %q is deleted; %s still %s it and mint from their other Apps, if any, until "+
-		"they are written without it", name, listRoles(naming), verb))
-	return resp, nil
-}
-
 // applyConfigFields copies the fields given in a write onto cfg and validates the result. It returns one message
 // per problem, each naming the field, what was given and what is accepted.
 func applyConfigFields(cfg *githubConfig, d *framework.FieldData) []string {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
 
 // sharedCallTimeout bounds a call to GitHub that several requests share: it no longer ends with the request that
@@ -16,8 +18,12 @@ const sharedCallTimeout = 30 * time.Second
 
 // sharedCall runs fn once for all concurrent callers of key. fn runs under a context of its own, bounded by timeout,
 // so that the caller that started it going away does not fail the others; each caller still stops waiting when its
-// own context ends.
+// own context ends. Callers that may wait for GitHub and callers that may not (github.WithoutWaiting: a mint of a
+// role with several Apps) share only with their own kind: each kind's calls go as its callers asked.
 func sharedCall(ctx context.Context, g *singleflight.Group, key string, timeout time.Duration, fn func(context.Context) (any, error)) (any, error) {
+	if !github.Waits(ctx) {
+		key += "\x00without-waiting"
+	}
 	ch := g.DoChan(key, func() (any, error) {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		defer cancel()

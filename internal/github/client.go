@@ -345,7 +345,7 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 			c.logger.Debug("github: correcting clock skew from Date header", "method", cl.method, "path", cl.path)
 			continue
 		case gerr.Kind == KindUnavailable && attempt < c.maxRetries && !isCertificateError(gerr.Err) && !t.probe &&
-			waits(ctx):
+			Waits(ctx):
 			// A caller that does not wait has another App to ask: that is its retry.
 			// A failed probe confirms that GitHub is still failing: its caller fails fast like the others.
 			wait = backoff(attempt)
@@ -356,7 +356,7 @@ func (c *Client) do(ctx context.Context, cl call) (*answer, error) {
 					"possible duplicate token that no lease holds (it expires within the hour)",
 					"path", cl.path, "status", gerr.StatusCode)
 			}
-		case gerr.Kind == KindRateLimited && cl.token == "" && attempt < c.maxRetries && waits(ctx) &&
+		case gerr.Kind == KindRateLimited && cl.token == "" && attempt < c.maxRetries && Waits(ctx) &&
 			gerr.RetryAfter > 0 && gerr.RetryAfter <= MaxGateWait && fits(ctx, gerr.RetryAfter):
 			// The limit ends soon: the Gate, which has learned it, holds the retry until then. A longer limit is
 			// GitHub's own refusal, returned as it is.

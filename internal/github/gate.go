@@ -262,22 +262,27 @@ func (g *Gate) clear(ctx context.Context, d *destination, cl *call) (ticket, err
 				d.limit.nextProbe = now.Add(limitProbeInterval)
 				d.mu.Unlock()
 				return ticket{}, nil
-			case left <= MaxGateWait && fits(ctx, left) && waits(ctx):
+			case left <= MaxGateWait && fits(ctx, left) && Waits(ctx):
 				wait = left
 			default:
 				err := d.limitedErrorLocked(cl, now)
 				d.mu.Unlock()
 				return ticket{}, err
 			}
-		case !d.outage.since.IsZero() && d.outage.probe != nil && !waitedForProbe && waits(ctx):
+		case !d.outage.since.IsZero() && d.outage.probe != nil && !waitedForProbe && Waits(ctx):
 			probe = d.outage.probe
+		case !d.outage.since.IsZero() && d.outage.probe != nil && !Waits(ctx):
+			// A probe is in flight: one that does not wait for its outcome must not start another.
+			err := d.unavailableErrorLocked(cl, now)
+			d.mu.Unlock()
+			return ticket{}, err
 		case !d.outage.since.IsZero() && !waitedForProbe && !now.Before(d.outage.nextProbe):
 			d.outage.probe = make(chan struct{})
 			d.outage.nextProbe = now.Add(outageProbeInterval)
 			d.mu.Unlock()
 			return ticket{probe: true}, nil
 		case !d.outage.since.IsZero():
-			if left := d.outage.nextProbe.Sub(now); !waitedForProbe && left <= MaxGateWait && fits(ctx, left) && waits(ctx) {
+			if left := d.outage.nextProbe.Sub(now); !waitedForProbe && left <= MaxGateWait && fits(ctx, left) && Waits(ctx) {
 				wait = left
 				break
 			}
@@ -451,8 +456,8 @@ func WithoutWaiting(ctx context.Context) context.Context {
 	return context.WithValue(ctx, noWaitKey{}, true)
 }
 
-// waits reports whether calls under ctx may wait for GitHub.
-func waits(ctx context.Context) bool {
+// Waits reports whether calls under ctx may wait for GitHub: false under WithoutWaiting.
+func Waits(ctx context.Context) bool {
 	return ctx.Value(noWaitKey{}) == nil
 }
 
