@@ -214,8 +214,12 @@ func writeBudget(w io.Writer, rep *poolsReport, b *budgetBench) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "- %.0f mints/s, %d errors%s.\n", b.PerSecond, b.Errors, firstErr(b.FirstError))
 	fmt.Fprintf(w, "- From a cold start, the shares settled on %s within **%s**.\n", b.Leader, secs(b.SettleS))
-	fmt.Fprintf(w, "- After the change (at %.2f s) the shares followed to %s within **%s**; %s's last mint came %s "+
-		"after the change.\n\n", b.ChangeAt, b.NewLeader, secs(b.FollowS), b.Leader, secs(b.LastOldS))
+	last := fmt.Sprintf("%s's last mint came %s after the change", b.Leader, secs(b.LastOldS))
+	if b.LastOldS < 0 {
+		last = fmt.Sprintf("%s minted nothing after the %d ms bucket in which the change fell", b.Leader, b.BucketMs)
+	}
+	fmt.Fprintf(w, "- After the change (at %.2f s) the shares followed to %s within **%s**; %s.\n\n", b.ChangeAt,
+		b.NewLeader, secs(b.FollowS), last)
 	// One row a second: the mints of each App in it.
 	per := 1000 / max(b.BucketMs, 1)
 	fmt.Fprintf(w, "| second | mints | %s |\n", strings.Join(cols, " | "))
