@@ -147,8 +147,9 @@ func (b *backend) poolClient(ctx context.Context, s logical.Storage, name string
 	return c, err
 }
 
-// byBudget orders Apps by the requests left to their installation on owner, most first, as last seen. An App whose
-// budget is not known (not read yet, or its window has ended since) ranks as full. Apps of equal rank are taken in
+// byBudget orders Apps by the requests left to their installation on owner, most first, as last seen, Apps that
+// GitHub has limited or that are failing last. An App whose budget is not known (not read yet, or its window has
+// ended since) ranks as full. Apps of equal rank are taken in
 // turn, so that a pool whose budgets are all unknown spreads its first mints, and learns every budget.
 func (b *backend) byBudget(names []string, clients map[string]*appClient, owner string) []string {
 	now := b.now()
@@ -172,9 +173,26 @@ func (b *backend) byBudget(names []string, clients map[string]*appClient, owner 
 			left[name] = full
 		}
 	}
+	// An App that GitHub has limited or that is failing ranks last: its gate would refuse it anyway, and its budget
+	// is not what holds it back. It serves again when the limit or the outage ends.
+	blocked := make(map[string]bool, len(names))
+	for _, name := range names {
+		if c := clients[name]; c != nil {
+			st := c.gate.Status()
+			blocked[name] = !st.LimitedUntil.IsZero() || !st.FailingSince.IsZero()
+		}
+	}
 	turn := int(b.turn.Add(1) % uint64(len(names)))
 	order := append(slices.Clone(names[turn:]), names[:turn]...)
-	slices.SortStableFunc(order, func(x, y string) int { return cmp.Compare(left[y], left[x]) })
+	slices.SortStableFunc(order, func(x, y string) int {
+		if blocked[x] != blocked[y] {
+			if blocked[x] {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(left[y], left[x])
+	})
 	return order
 }
 

@@ -471,3 +471,18 @@ func TestPoolWarnsWhenEveryBudgetIsSpent(t *testing.T) {
 		t.Fatalf("warnings %q, want one saying every budget is spent", resp.Warnings)
 	}
 }
+
+func TestPoolByBudgetTriesALimitedAppLast(t *testing.T) {
+	e := newPoolEnv(t, nil, nil)
+	e.limitApp(testAppID, 0, time.Hour)
+	for range 12 {
+		if app := e.mintedBy(); app == "default" {
+			t.Fatal("the limited App minted")
+		}
+	}
+	// It was tried once, when its limit was not known yet; after that it ranks last, and others serve.
+	families := parseMetrics(t, metricsText(t, e))
+	if n := sample(families, "github_app_app_skips_total", map[string]string{"app": "default", "reason": "rate_limited"}); n != 1 {
+		t.Fatalf("the limited App was passed over %v times in 12 mints, want once", n)
+	}
+}
