@@ -148,7 +148,7 @@ func (b *backend) poolClient(ctx context.Context, s logical.Storage, name string
 }
 
 // byBudget orders Apps by the requests left to their installation on owner, most first, as last seen, Apps that
-// GitHub has limited or that are failing last. An App whose budget is not known (not read yet, or its window has
+// GitHub has limited last. An App whose budget is not known (not read yet, or its window has
 // ended since) ranks as full. Apps of equal rank are taken in
 // turn, so that a pool whose budgets are all unknown spreads its first mints, and learns every budget.
 func (b *backend) byBudget(names []string, clients map[string]*appClient, owner string) []string {
@@ -173,20 +173,20 @@ func (b *backend) byBudget(names []string, clients map[string]*appClient, owner 
 			left[name] = full
 		}
 	}
-	// An App that GitHub has limited or that is failing ranks last: its gate would refuse it anyway, and its budget
-	// is not what holds it back. It serves again when the limit or the outage ends.
-	blocked := make(map[string]bool, len(names))
+	// An App that GitHub has limited ranks last: its gate would refuse it anyway, and its budget is not what holds it
+	// back; it serves again when the limit ends. A failing App keeps its rank: an outage has no announced end, and
+	// only the probe that its gate lets through once a second can find it over.
+	limited := make(map[string]bool, len(names))
 	for _, name := range names {
 		if c := clients[name]; c != nil {
-			st := c.gate.Status()
-			blocked[name] = !st.LimitedUntil.IsZero() || !st.FailingSince.IsZero()
+			limited[name] = !c.gate.Status().LimitedUntil.IsZero()
 		}
 	}
 	turn := int(b.turn.Add(1) % uint64(len(names)))
 	order := append(slices.Clone(names[turn:]), names[:turn]...)
 	slices.SortStableFunc(order, func(x, y string) int {
-		if blocked[x] != blocked[y] {
-			if blocked[x] {
+		if limited[x] != limited[y] {
+			if limited[x] {
 				return 1
 			}
 			return -1
