@@ -486,3 +486,25 @@ func TestPoolByBudgetTriesALimitedAppLast(t *testing.T) {
 		t.Fatalf("the limited App was passed over %v times in 12 mints, want once", n)
 	}
 }
+
+func TestPoolByBudgetFindsAnOutageOver(t *testing.T) {
+	e := newPoolEnv(t, nil, nil)
+	end := time.Now().Add(1500 * time.Millisecond)
+	if err := e.gh.SetAppFaults(testAppID, fakegithub.Faults{OutageUntil: end}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := end.Add(8 * time.Second)
+	for {
+		// No mint fails, during the outage or after it.
+		if app := e.mintedBy(); app == "default" {
+			if time.Now().Before(end) {
+				t.Fatal("the App minted during its outage")
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the App did not mint again within 8s of its outage's end")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
