@@ -114,10 +114,11 @@ func (b *backend) mintFromPool(ctx context.Context, s logical.Storage, roleName 
 		if budget && resp != nil && resp.Secret != nil {
 			now := b.now()
 			if left, _, ok := c.budgets.remaining(owner, now); ok && left == 0 {
-				// The App with the most left has nothing left: the token is valid, but GitHub refuses its calls
-				// until the window ends.
-				resp.AddWarning(fmt.Sprintf("every App of role %q has spent its installation's rate limit as last "+
-					"seen: calls with this token are refused until %s", roleName, c.budgets.reset(owner).UTC().Format(time.RFC3339)))
+				// The App that could serve with the most left has nothing left: the token is valid, but GitHub
+				// refuses its calls until the window ends.
+				resp.AddWarning(fmt.Sprintf("the installation of App %q on %s, which minted this token, has spent its "+
+					"rate limit as last seen, as have the role's other Apps that could serve: calls with this token "+
+					"are refused until %s", c.name, r.Owner, c.budgets.reset(owner).UTC().Format(time.RFC3339)))
 			}
 			c.budgets.offer(owner, resp, now)
 			b.refreshBudgets(owner, names)

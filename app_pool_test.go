@@ -467,7 +467,7 @@ func TestPoolWarnsWhenEveryBudgetIsSpent(t *testing.T) {
 	}
 	e.waitForBudgets()
 	resp := e.mint("pool")
-	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "has spent its installation's rate limit") {
+	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "has spent its rate limit as last seen") {
 		t.Fatalf("warnings %q, want one saying every budget is spent", resp.Warnings)
 	}
 }
