@@ -24,7 +24,7 @@ import (
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/testing/kmstest"
 )
 
-// Defects found reviewing the App pools change (SPEC 3.7). Each test fails on main as it stands.
+// Edges of App pools found by a review (SPEC 3.7); each test failed before its fix.
 
 // goroutinesIn counts the goroutines whose stack holds frame.
 func goroutinesIn(frame string) int {
@@ -77,11 +77,11 @@ func (h *holdFirstLookup) RoundTrip(r *http.Request) (*http.Response, error) {
 	return h.next.RoundTrip(r)
 }
 
-// TestReviewOneAppRoleWaitsEvenBesideAPool: a pool mint marks its context WithoutWaiting, and the installation lookup
+// TestOneAppRoleWaitsEvenBesideAPool: a pool mint marks its context WithoutWaiting, and the installation lookup
 // it starts is shared (sharedCall keeps the context's values through context.WithoutCancel). A one-App role's mint
 // that joins that lookup inherits "do not wait, do not retry": a 502 that its own lookup would have retried fails
 // the mint. SPEC 3.7: only a pool skips without waiting; a one-App role waits within the caller's deadline (4).
-func TestReviewOneAppRoleWaitsEvenBesideAPool(t *testing.T) {
+func TestOneAppRoleWaitsEvenBesideAPool(t *testing.T) {
 	e := newPoolEnv(t, map[string]any{"app_selection": "ordered"}, nil)
 	e.role("one", map[string]any{"owner": "acme", "repositories": "api", "permissions": "contents=read"})
 	e.restart() // no installation cached yet
@@ -177,10 +177,10 @@ func kmsApp(e *testEnv, k *countingKMS, appID int64) map[string]any {
 	}
 }
 
-// TestReviewPoolSignerFailureIsNotNotConfigured: when the signers of a pool's Apps cannot be opened (KMS refuses),
+// TestPoolSignerFailureIsNotNotConfigured: when the signers of a pool's Apps cannot be opened (KMS refuses),
 // mintFromPool drops those Apps before the loop, which then reports each as "not configured" (400, reason
 // not_configured). SPEC 3.8: a KMS or HSM failure at mint is a 502 naming the signer, as it is for a one-App role.
-func TestReviewPoolSignerFailureIsNotNotConfigured(t *testing.T) {
+func TestPoolSignerFailureIsNotNotConfigured(t *testing.T) {
 	e := newPoolEnv(t, map[string]any{"apps": "default,second"}, nil)
 	k := newCountingKMS(t)
 	for _, app := range []struct {
@@ -201,11 +201,11 @@ func TestReviewPoolSignerFailureIsNotNotConfigured(t *testing.T) {
 	}
 }
 
-// TestReviewPoolDoesNotOpenSignersItDoesNotUse: an ordered pool whose first App serves still builds the client of
+// TestPoolDoesNotOpenSignersItDoesNotUse: an ordered pool whose first App serves still builds the client of
 // every App on each mint (mintFromPool calls appClientFor for all names first). An App whose signer cannot be opened
 // is never cached, so every mint calls its KMS again, holding the backend's write lock (b.lock) for the round trip:
 // every mint of every App and role of the mount queues behind a KMS that has nothing to do with it.
-func TestReviewPoolDoesNotOpenSignersItDoesNotUse(t *testing.T) {
+func TestPoolDoesNotOpenSignersItDoesNotUse(t *testing.T) {
 	e := newPoolEnv(t, map[string]any{"app_selection": "ordered", "apps": "default,second"}, nil)
 	k := newCountingKMS(t)
 	resp, err := e.do(logical.UpdateOperation, "apps/second", kmsApp(e, k, poolApp2))
@@ -239,10 +239,10 @@ func (s failingListStorage) List(ctx context.Context, prefix string) ([]string, 
 	return s.Storage.List(ctx, prefix)
 }
 
-// TestReviewFailedAppDeleteKeepsTheApp: deleteApp deletes the App, then lists roles for its warning; when that
+// TestFailedAppDeleteKeepsTheApp: deleteApp deletes the App, then lists roles for its warning; when that
 // fails, the delete answers with an error although the App is gone. A failed write must leave storage as it was (or
 // a delete that happened must not be reported as failed).
-func TestReviewFailedAppDeleteKeepsTheApp(t *testing.T) {
+func TestFailedAppDeleteKeepsTheApp(t *testing.T) {
 	e := newPoolEnv(t, nil, nil)
 	req := &logical.Request{Operation: logical.DeleteOperation, Path: "apps/second",
 		Storage: failingListStorage{Storage: e.storage, prefix: roleStoragePrefix}}
@@ -286,12 +286,12 @@ func (h *holdMints) RoundTrip(r *http.Request) (*http.Response, error) {
 	return h.next.RoundTrip(r)
 }
 
-// TestReviewNoWaitCallerDoesNotStartASecondProbe: during an outage of an App, a pool mint (WithoutWaiting) skips the
+// TestNoWaitCallerDoesNotStartASecondProbe: during an outage of an App, a pool mint (WithoutWaiting) skips the
 // "wait for the probe in flight" case of Gate.clear and, once nextProbe has passed, starts a probe of its own while
 // the first is still in flight, replacing d.outage.probe. The first probe's end then closes the second's channel, and
 // the channel that one-App callers of the same App wait on is never closed: they sit out MaxGateWait instead of being
 // woken when the probe ends. WithoutWaiting should refuse there, as its documentation says, not probe again.
-func TestReviewNoWaitCallerDoesNotStartASecondProbe(t *testing.T) {
+func TestNoWaitCallerDoesNotStartASecondProbe(t *testing.T) {
 	e := newPoolEnv(t, map[string]any{"app_selection": "ordered"}, nil)
 	e.role("one", map[string]any{"owner": "acme", "repositories": "api", "permissions": "contents=read"})
 	h := &holdMints{release: make(chan struct{})}
