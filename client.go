@@ -78,11 +78,6 @@ func (b *backend) appClientFor(ctx context.Context, s logical.Storage, name stri
 	return c, nil
 }
 
-// defaultClient is the client of the App named default, the one config writes.
-func (b *backend) defaultClient(ctx context.Context, s logical.Storage) (*appClient, error) {
-	return b.appClientFor(ctx, s, defaultAppName)
-}
-
 // cachedClients returns the clients built so far, by App name.
 func (b *backend) cachedClients() map[string]*appClient {
 	b.lock.RLock()

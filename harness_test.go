@@ -701,3 +701,8 @@ func (b *backend) cachedDefault() *appClient {
 	defer b.lock.RUnlock()
 	return b.apps[defaultAppName]
 }
+
+// defaultClient is the client of the App named default, built when it is not yet.
+func (b *backend) defaultClient(ctx context.Context, s logical.Storage) (*appClient, error) {
+	return b.appClientFor(ctx, s, defaultAppName)
+}
