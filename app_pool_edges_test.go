@@ -58,23 +58,34 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// holdFirstLookup answers the first GET /orgs/acme/installation with 502 once released, and lets every other request
-// through.
+// holdFirstLookup answers the first GET /orgs/acme/installation of any client with 502 once released, and lets every
+// other request through.
 type holdFirstLookup struct {
-	next    http.RoundTripper
 	arrived chan struct{}
 	release chan struct{}
 	taken   atomic.Bool
 }
 
-func (h *holdFirstLookup) RoundTrip(r *http.Request) (*http.Response, error) {
+// wrap is the transport of one client.
+func (h *holdFirstLookup) wrap(next http.RoundTripper) http.RoundTripper {
+	return heldTransport{h: h, next: next}
+}
+
+// heldTransport is one client's transport through a holdFirstLookup.
+type heldTransport struct {
+	h    *holdFirstLookup
+	next http.RoundTripper
+}
+
+func (t heldTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	h := t.h
 	if r.Method == http.MethodGet && r.URL.Path == "/orgs/acme/installation" && h.taken.CompareAndSwap(false, true) {
 		close(h.arrived)
 		<-h.release
 		return &http.Response{StatusCode: http.StatusBadGateway, Status: "502 Bad Gateway", Request: r,
 			Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(`{"message":"Server Error"}`))}, nil
 	}
-	return h.next.RoundTrip(r)
+	return t.next.RoundTrip(r)
 }
 
 // TestOneAppRoleWaitsEvenBesideAPool: a pool mint marks its context WithoutWaiting, and the installation lookup
@@ -87,7 +98,7 @@ func TestOneAppRoleWaitsEvenBesideAPool(t *testing.T) {
 	e.restart() // no installation cached yet
 	hold := &holdFirstLookup{arrived: make(chan struct{}), release: make(chan struct{})}
 	e.b.clientOptions = func(o *github.Options) {
-		o.WrapTransport = func(next http.RoundTripper) http.RoundTripper { hold.next = next; return hold }
+		o.WrapTransport = hold.wrap
 	}
 	defer func() {
 		select {
