@@ -79,9 +79,11 @@ func (b *backend) mintFromPool(ctx context.Context, s logical.Storage, roleName 
 	owner := strings.ToLower(r.Owner)
 	budget := r.appSelection() == appSelectionBudget
 	order := names
+	var built map[string]*appClient
 	if budget {
 		// Ranked by what the clients built so far know; an App is only built when its turn comes.
-		order = b.byBudget(names, b.cachedClients(), owner)
+		built = b.cachedClients()
+		order = b.byBudget(names, built, owner)
 	}
 
 	var skips []skip
@@ -111,7 +113,7 @@ func (b *backend) mintFromPool(ctx context.Context, s logical.Storage, roleName 
 			skips = append(skips, b.passOver(roleName, name, reason, f))
 			continue
 		}
-		if budget && resp != nil && resp.Secret != nil {
+		if budget && m.minted != nil {
 			now := b.now()
 			if left, _, ok := c.budgets.remaining(owner, now); ok && left == 0 {
 				// The App that could serve with the most left has nothing left: the token is valid, but GitHub
@@ -120,8 +122,9 @@ func (b *backend) mintFromPool(ctx context.Context, s logical.Storage, roleName 
 					"rate limit as last seen, as have the role's other Apps that could serve: calls with this token "+
 					"are refused until %s", c.name, r.Owner, c.budgets.reset(owner).UTC().Format(time.RFC3339)))
 			}
-			c.budgets.offer(owner, resp, now)
-			b.refreshBudgets(owner, names)
+			c.budgets.offer(owner, m.installationID, m.minted, now)
+			built[name] = c // this mint may have built it
+			b.refreshBudgets(owner, names, built)
 		}
 		return resp, nil
 	}

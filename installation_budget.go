@@ -5,11 +5,8 @@ package githubapp
 
 import (
 	"context"
-	"sort"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-github-app/vault-plugin-secrets-github-app/internal/github"
 )
@@ -75,23 +72,20 @@ func (bb *budgetBook) reset(owner string) time.Time {
 	return time.Time{}
 }
 
-// offer keeps the token of a mint's response as the one to read its installation's budget with.
-func (bb *budgetBook) offer(owner string, resp *logical.Response, now time.Time) {
-	token, _ := resp.Data["token"].(string)
-	id, _ := resp.Data["installation_id"].(int64)
-	expires, err := time.Parse(time.RFC3339, stringField(resp.Data, "expires_at"))
-	if token == "" || err != nil || !now.Before(expires.Add(-tokenMargin)) {
+// offer keeps a token just minted for the installation on owner as the one to read its budget with.
+func (bb *budgetBook) offer(owner string, installationID int64, tok *github.Token, now time.Time) {
+	if !now.Before(tok.ExpiresAt.Add(-tokenMargin)) {
 		return
 	}
 	bb.mu.Lock()
 	defer bb.mu.Unlock()
 	bg := bb.byOwner[owner]
-	if bg == nil || bg.installationID != id {
+	if bg == nil || bg.installationID != installationID {
 		// A new installation (the App was reinstalled) starts unknown.
-		bg = &budget{installationID: id}
+		bg = &budget{installationID: installationID}
 		bb.byOwner[owner] = bg
 	}
-	bg.token, bg.tokenExpires = token, expires
+	bg.token, bg.tokenExpires = tok.Token, tok.ExpiresAt
 }
 
 // due returns the token to read the budget of the installation on owner with, when a read is due, and marks the
@@ -139,24 +133,19 @@ func (bb *budgetBook) snapshot() map[int64]github.RateLimit {
 func (bb *budgetBook) least(now time.Time) (int, bool) {
 	bb.mu.Lock()
 	defer bb.mu.Unlock()
-	var left []int
+	least, known := 0, false
 	for _, bg := range bb.byOwner {
-		if !bg.rate.Seen.IsZero() && now.Before(bg.rate.Reset) {
-			left = append(left, bg.rate.Remaining)
+		if !bg.rate.Seen.IsZero() && now.Before(bg.rate.Reset) && (!known || bg.rate.Remaining < least) {
+			least, known = bg.rate.Remaining, true
 		}
 	}
-	if len(left) == 0 {
-		return 0, false
-	}
-	sort.Ints(left)
-	return left[0], true
+	return least, known
 }
 
 // refreshBudgets reads, in the background, the budgets on owner of a pool's Apps (by name) that are due. Only Apps
-// whose client is built are read: the others have minted nothing to read with.
-func (b *backend) refreshBudgets(owner string, names []string) {
+// whose client is built (in clients) are read: the others have minted nothing to read with.
+func (b *backend) refreshBudgets(owner string, names []string, clients map[string]*appClient) {
 	now := b.now()
-	clients := b.cachedClients()
 	for _, name := range names {
 		c := clients[name]
 		if c == nil {
@@ -195,10 +184,4 @@ func (b *backend) inBackground(fn func(context.Context)) bool {
 		fn(b.background)
 	}()
 	return true
-}
-
-// stringField is a string field of response data; "" when absent.
-func stringField(data map[string]any, key string) string {
-	s, _ := data[key].(string)
-	return s
 }

@@ -28,6 +28,11 @@ type mint struct {
 	c        *appClient
 	roleName string
 	role     *role
+
+	// minted is the token returned and its installation, once the mint succeeded: what a pool reads its
+	// installation's budget with (installation_budget.go).
+	minted         *github.Token
+	installationID int64
 }
 
 // token mints the token a request asks for.
@@ -60,6 +65,7 @@ func (m *mint) token(ctx context.Context, tr tokenRequest) (*logical.Response, e
 	}
 	tok, unstated := m.unstatedScope(tr.TokenRequest, tok)
 	resp := m.leaseResponse(in.id, tok, tr.ttl)
+	m.minted, m.installationID = tok, in.id
 	if unstated != "" {
 		resp.AddWarning(unstated)
 	}

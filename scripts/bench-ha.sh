@@ -94,10 +94,7 @@ if [ "$BENCH_FAILOVER_RUNS" -gt 0 ]; then
 	grep -E '^\s+ha_test.go:[0-9]+: (failover|accounting)' "$BENCH_OUT/failover-test.log" >&2 || true
 fi
 
-commit=$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(cd "$root" && git status --porcelain 2>/dev/null)" ]; then
-	commit="$commit (with uncommitted changes)"
-fi
+commit=$(describe_commit)
 {
 	echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "Commit: $commit"

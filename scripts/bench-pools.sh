@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Copyright (c) vault-plugin-secrets-github-app contributors
 # SPDX-License-Identifier: MPL-2.0
-# make bench-pools (and the last part of make bench): the App pool scenarios of issue 17 in a real Vault dev server
-# against the GitHub emulator serving three Apps on acme (fixture.pool.example.json), printed, never asserted:
+# make bench-pools (and the last part of make bench): the App pool scenarios (BENCHMARKS.md, "App pools") in a real
+# Vault dev server against the GitHub emulator serving three Apps on acme (fixture.pool.example.json), printed, never asserted:
 #
 #   single  a single-App mount of this build against the same role on the earlier release (BENCH_PREV_VERSION,
 #           built from git history) and the no-op leased plugin, all in the same Vault, in interleaved rounds:
@@ -150,10 +150,7 @@ log "scenarios $BENCH_POOLS_SCENARIOS: concurrency $BENCH_POOLS_CONCURRENCY, $BE
 vault_version=$(vault version)
 stack_stop
 
-commit=$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(cd "$root" && git status --porcelain 2>/dev/null)" ]; then
-	commit="$commit (with uncommitted changes)"
-fi
+commit=$(describe_commit)
 {
 	echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "Commit: $commit"

@@ -127,10 +127,7 @@ if [ "$BENCH_GOBENCHTIME" != 0 ]; then
 		. ./internal/github) | tee "$BENCH_OUT/gobench.txt" >&2 || log "the Go benchmarks failed"
 fi
 
-commit=$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(cd "$root" && git status --porcelain 2>/dev/null)" ]; then
-	commit="$commit (with uncommitted changes)"
-fi
+commit=$(describe_commit)
 settings="load $BENCH_DURATION per phase after $BENCH_WARMUP warm-up, concurrency $BENCH_CONCURRENCY;"
 settings="$settings storm $BENCH_STORM_COUNT tokens at $BENCH_STORM_CONCURRENCY, TTL $BENCH_STORM_TTL;"
 settings="$settings go test -benchtime $BENCH_GOBENCHTIME"

@@ -8,6 +8,16 @@ PLUGIN_NAME=vault-plugin-secrets-github-app
 log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
+# describe_commit prints the checkout's commit for a report, saying when the working tree holds uncommitted changes.
+describe_commit() {
+	local commit
+	commit=$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+	if [ -n "$(cd "$root" && git status --porcelain 2>/dev/null)" ]; then
+		commit="$commit (with uncommitted changes)"
+	fi
+	printf '%s\n' "$commit"
+}
+
 # free_port prints a TCP port on 127.0.0.1 that nothing listens on.
 free_port() {
 	local p

@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// The targets of the App pool scenarios (issue 17). Reported, never asserted.
+// The targets of the App pool scenarios, as BENCHMARKS.md states them. Reported, never asserted.
 const (
 	targetPrevCPU      = 1.05 // plugin CPU per token of a single-App mount against the earlier release's
 	targetPoolNoop     = 0.7  // single-App mount's throughput against the no-op leased plugin
@@ -158,7 +158,7 @@ func writePoolsReport(w io.Writer, metaPath, poolsPath string) error {
 	}
 
 	if len(targets) > 0 {
-		fmt.Fprintln(w, "### Targets (issue 17)")
+		fmt.Fprintln(w, "### Targets")
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "| target | measured | met |")
 		fmt.Fprintln(w, "|---|---|:-:|")
